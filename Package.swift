@@ -1,0 +1,41 @@
+// swift-tools-version: 6.0
+// Keep at 6.0: Debian trixie / Raspberry Pi OS ship Swift 6.0.3 for arm64.
+import PackageDescription
+
+/// Release builds need these for the kernels to reach memory bandwidth (see README, "Fast builds").
+let kernelFlags: [SwiftSetting] = [
+    .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))
+]
+
+let package = Package(
+    name: "BlueWhale",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "whale", targets: ["whale"]),
+        .library(name: "WhaleFormats", targets: ["WhaleFormats"]),
+        .library(name: "WhaleKernels", targets: ["WhaleKernels"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    ],
+    targets: [
+        .target(name: "WhaleCore"),
+        .target(name: "WhaleFormats", dependencies: ["WhaleCore"]),
+        .target(
+            name: "WhaleKernels", dependencies: ["WhaleCore"], swiftSettings: kernelFlags,
+            linkerSettings: [.linkedLibrary("m")]),
+        .executableTarget(
+            name: "whale",
+            dependencies: [
+                "WhaleCore", "WhaleFormats", "WhaleKernels",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "WhaleCoreTests", dependencies: ["WhaleCore"]),
+        .testTarget(
+            name: "WhaleFormatsTests", dependencies: ["WhaleCore", "WhaleFormats", "WhaleKernels"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "WhaleKernelsTests", dependencies: ["WhaleCore", "WhaleKernels"],
+            resources: [.copy("Fixtures")]),
+    ]
+)

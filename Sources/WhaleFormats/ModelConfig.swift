@@ -1,0 +1,224 @@
+import WhaleCore
+
+/// The architectures BlueWhale knows how to configure from a Hugging Face `config.json`.
+public enum Architecture: String, Sendable, CaseIterable {
+    case llama
+    case qwen2
+    case deepseekV2 = "deepseek_v2"
+    case deepseekV3 = "deepseek_v3"
+
+    /// The `config.json` `model_type` spelling.
+    public var modelType: String { rawValue }
+
+    /// llama.cpp's `general.architecture` spelling for the same family.
+    public var ggufName: String {
+        switch self {
+        case .llama: "llama"
+        case .qwen2: "qwen2"
+        case .deepseekV2, .deepseekV3: "deepseek2"
+        }
+    }
+}
+
+/// A typed model configuration decoded from `config.json` (+ `generation_config.json`).
+///
+/// Keys keep their Hugging Face names in the decoder below so each field can be traced to the file.
+/// Optional fields are nil when the file leaves them out; defaults are those transformers applies.
+public struct ModelConfig: Sendable, Equatable {
+    public struct RopeScaling: Sendable, Equatable {
+        /// `rope_type` (or legacy `type`): "linear", "dynamic", "yarn", "llama3", "default", …
+        public var type: String
+        public var factor: Double?
+        public var originalMaxPositionEmbeddings: Int?
+        public var betaFast: Double?
+        public var betaSlow: Double?
+        public var mscale: Double?
+        public var mscaleAllDim: Double?
+        public var lowFreqFactor: Double?
+        public var highFreqFactor: Double?
+    }
+
+    /// DeepSeek's multi-head latent attention and MoE settings (deepseek_v2 / deepseek_v3 only).
+    public struct DeepSeek: Sendable, Equatable {
+        public var qLoraRank: Int?
+        public var kvLoraRank: Int
+        public var qkNopeHeadDim: Int
+        public var qkRopeHeadDim: Int
+        public var vHeadDim: Int
+        public var moeIntermediateSize: Int
+        public var nRoutedExperts: Int?
+        public var nSharedExperts: Int?
+        public var numExpertsPerTok: Int?
+        public var firstKDenseReplace: Int
+        public var moeLayerFreq: Int
+        public var scoringFunc: String
+        public var topkMethod: String
+        public var nGroup: Int?
+        public var topkGroup: Int?
+        public var normTopkProb: Bool
+        public var routedScalingFactor: Double
+        public var numNextnPredictLayers: Int
+    }
+
+    /// `quantization_config` of an FP8 checkpoint.
+    public struct Quantization: Sendable, Equatable {
+        public var method: String
+        public var format: String?
+        public var weightBlockSize: [Int]?
+    }
+
+    public var architecture: Architecture
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var numHiddenLayers: Int
+    public var numAttentionHeads: Int
+    public var numKeyValueHeads: Int
+    public var headDim: Int?
+    public var maxPositionEmbeddings: Int
+    public var rmsNormEps: Double
+    public var ropeTheta: Double
+    public var ropeScaling: RopeScaling?
+    public var tieWordEmbeddings: Bool
+    public var attentionBias: Bool
+    public var torchDtype: String?
+    public var bosTokenId: Int?
+    public var eosTokenIds: [Int]
+    public var deepseek: DeepSeek?
+    public var quantization: Quantization?
+    /// Sampling defaults from generation_config.json, when the model ships one.
+    public var generation: GenerationDefaults?
+
+    public struct GenerationDefaults: Sendable, Equatable {
+        public var temperature: Double?
+        public var topP: Double?
+        public var topK: Int?
+        public var doSample: Bool?
+        public var maxLength: Int?
+    }
+
+    /// Reads `config.json` and, if present, `generation_config.json` from `directory`.
+    public static func load(directory: String) throws -> ModelConfig {
+        let configPath = FileSystem.join(directory, "config.json")
+        guard FileSystem.isFile(configPath) else {
+            throw WhaleError(
+                .fileNotFound, file: configPath, "the model directory has no config.json",
+                hint: "download the model's config.json next to its safetensors files")
+        }
+        var config = try ModelConfig(fields: FileSystem.readJSONObject(configPath))
+        let generationPath = FileSystem.join(directory, "generation_config.json")
+        if FileSystem.isFile(generationPath) {
+            try config.applyGeneration(FileSystem.readJSONObject(generationPath))
+        }
+        return config
+    }
+
+    /// Decodes a parsed `config.json`.
+    public init(fields json: JSONFields) throws {
+        let modelType = try json.required("model_type", json.string)
+        guard let architecture = Architecture(rawValue: modelType) else {
+            throw WhaleError(
+                .unsupportedArchitecture, file: json.file, field: "model_type",
+                "model type \"\(modelType)\" is not supported",
+                hint: "supported: \(Architecture.allCases.map(\.modelType).joined(separator: ", "))")
+        }
+        self.architecture = architecture
+        vocabSize = try json.required("vocab_size", json.int)
+        hiddenSize = try json.required("hidden_size", json.int)
+        intermediateSize = try json.required("intermediate_size", json.int)
+        numHiddenLayers = try json.required("num_hidden_layers", json.int)
+        numAttentionHeads = try json.required("num_attention_heads", json.int)
+        numKeyValueHeads = try json.int("num_key_value_heads") ?? numAttentionHeads
+        headDim = try json.int("head_dim")
+        maxPositionEmbeddings = try json.required("max_position_embeddings", json.int)
+        rmsNormEps = try json.double("rms_norm_eps") ?? 1e-6
+        ropeTheta = try json.double("rope_theta") ?? 10000
+        tieWordEmbeddings = try json.bool("tie_word_embeddings") ?? false
+        // Qwen2 always has q/k/v biases; the others say so with `attention_bias`.
+        attentionBias = architecture == .qwen2 ? true : (try json.bool("attention_bias") ?? false)
+        torchDtype = try json.string("torch_dtype") ?? json.string("dtype")
+        bosTokenId = try json.int("bos_token_id")
+        eosTokenIds = try json.ints("eos_token_id") ?? []
+
+        if let scaling = try json.object("rope_scaling") {
+            guard let type = try scaling.string("rope_type") ?? scaling.string("type") else {
+                throw WhaleError(.missingKey, file: json.file, field: "rope_scaling.rope_type", "rope scaling has no type")
+            }
+            ropeScaling = RopeScaling(
+                type: type, factor: try scaling.double("factor"),
+                originalMaxPositionEmbeddings: try scaling.int("original_max_position_embeddings"),
+                betaFast: try scaling.double("beta_fast"), betaSlow: try scaling.double("beta_slow"),
+                mscale: try scaling.double("mscale"), mscaleAllDim: try scaling.double("mscale_all_dim"),
+                lowFreqFactor: try scaling.double("low_freq_factor"),
+                highFreqFactor: try scaling.double("high_freq_factor"))
+        }
+
+        if architecture == .deepseekV2 || architecture == .deepseekV3 {
+            let isV3 = architecture == .deepseekV3
+            deepseek = DeepSeek(
+                qLoraRank: try json.int("q_lora_rank"),
+                kvLoraRank: try json.required("kv_lora_rank", json.int),
+                qkNopeHeadDim: try json.required("qk_nope_head_dim", json.int),
+                qkRopeHeadDim: try json.required("qk_rope_head_dim", json.int),
+                vHeadDim: try json.required("v_head_dim", json.int),
+                moeIntermediateSize: try json.required("moe_intermediate_size", json.int),
+                nRoutedExperts: try json.int("n_routed_experts"),
+                nSharedExperts: try json.int("n_shared_experts"),
+                numExpertsPerTok: try json.int("num_experts_per_tok"),
+                firstKDenseReplace: try json.int("first_k_dense_replace") ?? 0,
+                moeLayerFreq: try json.int("moe_layer_freq") ?? 1,
+                scoringFunc: try json.string("scoring_func") ?? (isV3 ? "sigmoid" : "softmax"),
+                topkMethod: try json.string("topk_method") ?? (isV3 ? "noaux_tc" : "greedy"),
+                nGroup: try json.int("n_group"),
+                topkGroup: try json.int("topk_group"),
+                normTopkProb: try json.bool("norm_topk_prob") ?? isV3,
+                routedScalingFactor: try json.double("routed_scaling_factor") ?? 1,
+                numNextnPredictLayers: try json.int("num_nextn_predict_layers") ?? 0)
+        }
+
+        if let quant = try json.object("quantization_config") {
+            var blockSize: [Int]? = nil
+            if let value = quant.value("weight_block_size") {
+                guard let sizes = value.array?.compactMap(\.integer), sizes.count == 2, sizes.allSatisfy({ $0 > 0 })
+                else {
+                    throw WhaleError(
+                        .invalidValue, file: json.file, field: "quantization_config.weight_block_size",
+                        "expected two positive integers")
+                }
+                blockSize = sizes
+            }
+            quantization = Quantization(
+                method: try quant.required("quant_method", quant.string), format: try quant.string("fmt"),
+                weightBlockSize: blockSize)
+        }
+
+        try validate(file: json.file)
+    }
+
+    private func validate(file: String?) throws {
+        func positive(_ value: Int, _ key: String) throws {
+            guard value > 0 else {
+                throw WhaleError(.invalidValue, file: file, field: key, "must be positive, found \(value)")
+            }
+        }
+        try positive(vocabSize, "vocab_size")
+        try positive(hiddenSize, "hidden_size")
+        try positive(numHiddenLayers, "num_hidden_layers")
+        try positive(numAttentionHeads, "num_attention_heads")
+        try positive(numKeyValueHeads, "num_key_value_heads")
+        try positive(maxPositionEmbeddings, "max_position_embeddings")
+        guard numAttentionHeads % numKeyValueHeads == 0 else {
+            throw WhaleError(
+                .invalidValue, file: file, field: "num_key_value_heads",
+                "\(numKeyValueHeads) does not divide num_attention_heads \(numAttentionHeads)")
+        }
+    }
+
+    mutating func applyGeneration(_ json: JSONFields) throws {
+        generation = GenerationDefaults(
+            temperature: try json.double("temperature"), topP: try json.double("top_p"), topK: try json.int("top_k"),
+            doSample: try json.bool("do_sample"), maxLength: try json.int("max_length"))
+        if let bos = try json.int("bos_token_id") { bosTokenId = bos }
+        if let eos = try json.ints("eos_token_id") { eosTokenIds = eos }
+    }
+}

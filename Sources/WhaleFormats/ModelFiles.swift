@@ -1,0 +1,43 @@
+import WhaleCore
+
+/// A model as the user points at it: a GGUF file (the first shard of a split set) or a Hugging Face
+/// directory holding `config.json` and safetensors.
+public enum ModelFiles: Sendable {
+    case gguf(GGUFModel)
+    case safetensors(SafetensorsModel, ModelConfig)
+
+    /// Opens the model at `path`, deciding the format from what is there.
+    public static func open(_ path: String) throws -> ModelFiles {
+        if FileSystem.isDirectory(path) {
+            let config = try ModelConfig.load(directory: path)
+            let blockSize = config.quantization?.weightBlockSize?.first ?? 128
+            return .safetensors(try SafetensorsModel(directory: path, scaleBlockSize: blockSize), config)
+        }
+        guard FileSystem.isFile(path) else {
+            throw WhaleError(
+                .fileNotFound, file: path, "no such file or directory",
+                hint: "pass a .gguf file or a model directory with config.json")
+        }
+        if path.hasSuffix(".safetensors") {
+            throw WhaleError(
+                .invalidArgument, file: path, "a lone .safetensors file has no model configuration",
+                hint: "pass the directory that holds it together with config.json")
+        }
+        return .gguf(try GGUFModel(path: path))
+    }
+
+    public var tensors: [TensorInfo] {
+        switch self {
+        case .gguf(let model): model.tensors
+        case .safetensors(let model, _): model.tensors
+        }
+    }
+
+    /// The bytes of `tensor`, in place.
+    public func data(of tensor: TensorInfo) -> UnsafeRawBufferPointer {
+        switch self {
+        case .gguf(let model): model.data(of: tensor)
+        case .safetensors(let model, _): model.data(of: tensor)
+        }
+    }
+}

@@ -1,0 +1,33 @@
+import ArgumentParser
+import WhaleCore
+import WhaleFormats
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a model's architecture, size, weight types, context, vocabulary and tensors.",
+        discussion: """
+            MODEL is a .gguf file (the first shard, NAME-00001-of-0000N.gguf, of a split model) or a \
+            directory holding config.json and .safetensors files (sharded via model.safetensors.index.json). \
+            Shapes are listed outermost dimension first, as PyTorch writes them.
+            """)
+
+    @Argument(help: "A .gguf file or a model directory.")
+    var model: String
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    @Flag(help: "List every tensor: name, type, shape, offset.")
+    var tensors = false
+
+    func run() throws {
+        try reportingErrors {
+            let inspection = try ModelInspection(ModelFiles.open(model), path: model)
+            if json {
+                print(inspection.json(includeTensors: tensors).serialized(pretty: true))
+            } else {
+                print(inspection.text(includeTensors: tensors))
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import WhaleCore
+import WhaleFormats
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+@main
+struct Whale: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "whale",
+        abstract: "BlueWhale: run DeepSeek-family language models on a CPU.",
+        subcommands: [Inspect.self])
+}
+
+/// Runs `body`, turning a `WhaleError` into one clear line on stderr and exit code 1.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as WhaleError {
+        var stderr = StandardError()
+        print("error: \(error)", to: &stderr)
+        throw ExitCode(1)
+    }
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        var text = string
+        text.withUTF8 { buffer in _ = writeBytes(2, buffer.baseAddress, buffer.count) }
+    }
+}
+
+/// POSIX `write`, named apart from `TextOutputStream.write`.
+private func writeBytes(_ fd: Int32, _ bytes: UnsafeRawPointer?, _ count: Int) -> Int {
+    #if canImport(Glibc)
+        Glibc.write(fd, bytes, count)
+    #else
+        Darwin.write(fd, bytes, count)
+    #endif
+}
