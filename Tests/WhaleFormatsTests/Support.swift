@@ -150,3 +150,23 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// The real models fetched by scripts/fetch-models.sh: in $WHALE_MODELS_DIR or the package's models/.
+///
+/// Tests that need them are skipped when they are absent, unless WHALE_REQUIRE_MODELS=1 (set by CI),
+/// in which case a missing model fails the test instead of hiding it.
+enum RealModels {
+    static let directory: String = {
+        if let directory = ProcessInfo.processInfo.environment["WHALE_MODELS_DIR"] { return directory }
+        // #filePath is <root>/Tests/WhaleFormatsTests/Support.swift.
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("models").path
+    }()
+    static let required = ProcessInfo.processInfo.environment["WHALE_REQUIRE_MODELS"] == "1"
+    static let names = ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"]
+
+    static func path(_ name: String) -> String { directory + "/" + name }
+    static var available: Bool { names.allSatisfy { FileManager.default.fileExists(atPath: path($0)) } }
+    /// Run the test when the models are there, or when they are required (so it fails).
+    static var shouldRun: Bool { available || required }
+}

@@ -1,0 +1,98 @@
+import Testing
+import WhaleCore
+import WhaleFormats
+
+@Suite struct ModelConfigTests {
+    @Test func llamaWithGenerationConfig() throws {
+        let config = try ModelConfig.load(directory: Fixtures.path("safetensors/llama-single"))
+        #expect(config.architecture == .llama)
+        #expect(config.vocabSize == 16)
+        #expect(config.numKeyValueHeads == 1)
+        #expect(config.maxPositionEmbeddings == 256)
+        #expect(config.rmsNormEps == 1e-5)
+        #expect(config.ropeScaling?.type == "llama3")
+        #expect(config.ropeScaling?.factor == 8)
+        #expect(config.ropeScaling?.originalMaxPositionEmbeddings == 128)
+        #expect(config.attentionBias == false)
+        #expect(config.bosTokenId == 1)
+        // generation_config.json's eos_token_id (2) overrides config.json's [2, 3].
+        #expect(config.eosTokenIds == [2])
+        #expect(config.generation?.temperature == 0.6)
+        #expect(config.deepseek == nil)
+    }
+
+    @Test func qwen2HasAttentionBias() throws {
+        let config = try ModelConfig.load(directory: Fixtures.path("safetensors/qwen2-sharded"))
+        #expect(config.architecture == .qwen2)
+        #expect(config.attentionBias)
+        #expect(config.tieWordEmbeddings)
+        #expect(config.generation == nil)
+    }
+
+    @Test func deepseekV3() throws {
+        let config = try ModelConfig.load(directory: Fixtures.path("safetensors/deepseek-fp8"))
+        #expect(config.architecture == .deepseekV3)
+        let ds = try #require(config.deepseek)
+        #expect(ds.qLoraRank == nil)
+        #expect(ds.kvLoraRank == 4)
+        #expect(ds.qkRopeHeadDim == 2)
+        #expect(ds.scoringFunc == "sigmoid")
+        #expect(ds.topkMethod == "noaux_tc")
+        #expect(ds.nGroup == 2 && ds.topkGroup == 1)
+        #expect(ds.routedScalingFactor == 2.5)
+        #expect(ds.numNextnPredictLayers == 1)
+        #expect(ds.firstKDenseReplace == 1)
+        #expect(config.ropeScaling?.type == "yarn")
+        #expect(config.ropeScaling?.mscaleAllDim == 1)
+        #expect(config.quantization?.method == "fp8")
+        #expect(config.quantization?.format == "e4m3")
+        #expect(config.quantization?.weightBlockSize == [128, 128])
+    }
+
+    func decode(_ json: String) throws -> ModelConfig {
+        try ModelConfig(fields: JSONFields(JSONValue.parse(json).object!, file: "config.json"))
+    }
+
+    static let minimal =
+        #""vocab_size":8,"hidden_size":4,"intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":2,"#
+        + #""max_position_embeddings":16"#
+
+    @Test func unknownArchitectureIsRefusedByName() throws {
+        let error = expectWhaleError(.unsupportedArchitecture, field: "model_type") {
+            _ = try decode(#"{"model_type":"mamba","# + Self.minimal + "}")
+        }
+        #expect(error?.problem.contains("mamba") == true)
+        #expect(error?.hint?.contains("deepseek_v3") == true)
+    }
+
+    @Test func missingKeyIsNamed() {
+        expectWhaleError(.missingKey, field: "hidden_size") {
+            _ = try decode(#"{"model_type":"llama","vocab_size":8}"#)
+        }
+        expectWhaleError(.missingKey, field: "model_type") { _ = try decode("{}") }
+    }
+
+    @Test func wrongTypeIsNamed() {
+        let error = expectWhaleError(.typeMismatch, field: "num_hidden_layers") {
+            _ = try decode(#"{"model_type":"llama","# + Self.minimal.replacingOccurrences(of: #""num_hidden_layers":1"#, with: #""num_hidden_layers":"one""#) + "}")
+        }
+        #expect(error?.problem.contains("a string") == true)
+    }
+
+    @Test func inconsistentHeads() {
+        expectWhaleError(.invalidValue, field: "num_key_value_heads") {
+            _ = try decode(#"{"model_type":"llama","num_key_value_heads":3,"# + Self.minimal + "}")
+        }
+    }
+
+    @Test func deepseekNeedsLatentDimensions() {
+        expectWhaleError(.missingKey, field: "kv_lora_rank") {
+            _ = try decode(#"{"model_type":"deepseek_v2","# + Self.minimal + "}")
+        }
+    }
+
+    @Test func missingConfig() throws {
+        let directory = try TemporaryDirectory()
+        expectWhaleError(.fileNotFound) { _ = try ModelConfig.load(directory: directory.path) }
+    }
+}
