@@ -34,6 +34,8 @@ let package = Package(
         .testTarget(
             name: "WhaleFormatsTests", dependencies: ["WhaleCore", "WhaleFormats", "WhaleKernels"],
             resources: [.copy("Fixtures")]),
+        // Runs the built `whale` binary: exit codes, error lines, JSON output, help snapshots.
+        .testTarget(name: "WhaleCLITests", dependencies: ["WhaleCore"]),
         .testTarget(
             name: "WhaleKernelsTests", dependencies: ["WhaleCore", "WhaleKernels"],
             resources: [.copy("Fixtures")]),

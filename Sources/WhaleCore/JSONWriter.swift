@@ -19,13 +19,15 @@ extension JSONValue {
                 out += "[]"
                 return
             }
+            // Pretty output keeps arrays of scalars (shapes, token ids) on one line.
+            let breakLines = pretty && values.contains { $0.array != nil || $0.object != nil }
             out += "["
             for (index, value) in values.enumerated() {
-                if index > 0 { out += "," }
-                if pretty { out += "\n" + String(repeating: " ", count: indent + 2) }
+                if index > 0 { out += pretty && !breakLines ? ", " : "," }
+                if breakLines { out += "\n" + String(repeating: " ", count: indent + 2) }
                 value.write(to: &out, pretty: pretty, indent: indent + 2)
             }
-            if pretty { out += "\n" + String(repeating: " ", count: indent) }
+            if breakLines { out += "\n" + String(repeating: " ", count: indent) }
             out += "]"
         case .object(let object):
             if object.count == 0 {

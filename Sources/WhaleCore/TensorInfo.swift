@@ -29,8 +29,12 @@ public struct TensorInfo: Sendable, Hashable {
 
 /// Checked arithmetic for sizes read from untrusted files.
 public enum CheckedSize {
+    /// Largest element count accepted for one tensor: 2^62 elements would be exabytes, so anything that
+    /// large is a corrupt or hostile file.
+    public static let maximumElements = (1 << 62) - 1
+
     /// The product of `dimensions`, or nil if any is negative or the product passes `limit`.
-    public static func product(_ dimensions: [Int], limit: Int = 1 << 62) -> Int? {
+    public static func product(_ dimensions: [Int], limit: Int = maximumElements) -> Int? {
         var total = 1
         for dimension in dimensions {
             guard dimension >= 0 else { return nil }

@@ -1,3 +1,5 @@
+import WhaleCore
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import WhaleCore
 
 /// The few file-system questions the loaders ask, answered with POSIX calls.
 enum FileSystem {

@@ -1,3 +1,5 @@
+import WhaleCore
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -5,7 +7,6 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import WhaleCore
 
 /// A file memory-mapped read-only, so tensor data is read in place and paged in on demand.
 ///
@@ -57,7 +58,9 @@ public final class MappedFile: @unchecked Sendable {
         size = bytes.count
         isOwnedCopy = true
         let memory = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
-        bytes.withUnsafeBytes { if let source = $0.baseAddress { memory.copyMemory(from: source, byteCount: $0.count) } }
+        bytes.withUnsafeBytes {
+            if let source = $0.baseAddress { memory.copyMemory(from: source, byteCount: $0.count) }
+        }
         base = UnsafeRawPointer(memory)
     }
 

@@ -142,7 +142,8 @@ public struct ModelConfig: Sendable, Equatable {
 
         if let scaling = try json.object("rope_scaling") {
             guard let type = try scaling.string("rope_type") ?? scaling.string("type") else {
-                throw WhaleError(.missingKey, file: json.file, field: "rope_scaling.rope_type", "rope scaling has no type")
+                throw WhaleError(
+                    .missingKey, file: json.file, field: "rope_scaling.rope_type", "rope scaling has no type")
             }
             ropeScaling = RopeScaling(
                 type: type, factor: try scaling.double("factor"),

@@ -31,6 +31,9 @@ public struct ModelInspection: Sendable {
     /// FP8 weights paired with block scales (safetensors only).
     public var blockScaledWeights: Int
     public var tensors: [TensorInfo]
+    /// GGUF metadata in file order, rendered short (arrays show their type, count and first items);
+    /// empty for safetensors, whose configuration is config.json.
+    public var metadata: [(key: String, summary: String)]
 
     public init(_ files: ModelFiles, path: String) throws {
         self.path = path
@@ -60,6 +63,7 @@ public struct ModelInspection: Sendable {
             preTokenizer = metadata["tokenizer.ggml.pre"]?.string
             hasChatTemplate = metadata["tokenizer.chat_template"]?.string != nil
             blockScaledWeights = 0
+            self.metadata = model.metadataKeys.map { ($0, metadata[$0]!.summary) }
         case .safetensors(let model, let config):
             format = "safetensors"
             fileCount = model.files.count
@@ -73,11 +77,12 @@ public struct ModelInspection: Sendable {
             tokenizerKind = tokenizer.kind
             preTokenizer = nil
             hasChatTemplate = tokenizer.hasChatTemplate
+            metadata = []
         }
     }
 
-    /// The report as JSON (`whale inspect --json`); `includeTensors` adds the tensor list.
-    public func json(includeTensors: Bool) -> JSONValue {
+    /// The report as JSON (`whale inspect --json`); the flags add the tensor list and the metadata.
+    public func json(includeTensors: Bool, includeMetadata: Bool = false) -> JSONValue {
         var object = JSONObject([
             "path": .string(path),
             "format": .string(format),
@@ -102,6 +107,11 @@ public struct ModelInspection: Sendable {
                         ]))
                 }),
         ])
+        if includeMetadata {
+            var entries = JSONObject()
+            for entry in metadata { entries.set(entry.key, .string(entry.summary)) }
+            object.set("metadata", .object(entries))
+        }
         if includeTensors {
             object.set(
                 "tensors",
@@ -119,8 +129,8 @@ public struct ModelInspection: Sendable {
         return .object(object)
     }
 
-    /// The report as aligned text lines.
-    public func text(includeTensors: Bool) -> String {
+    /// The report as aligned text lines; the flags add the tensor list and the metadata.
+    public func text(includeTensors: Bool, includeMetadata: Bool = false) -> String {
         var lines: [String] = []
         func row(_ label: String, _ value: String) { lines.append(label.padded(to: 15) + value) }
         row("model", path)
@@ -141,9 +151,14 @@ public struct ModelInspection: Sendable {
             let percent = fileSize > 0 ? Double(share.bytes) * 100 / Double(max(1, totalTensorBytes)) : 0
             row(
                 index == 0 ? "weight types" : "",
-                share.type.rawValue.padded(to: 8) + "\(share.tensors) tensors".padded(to: 14)
+                share.type.rawValue.padded(to: 8)
+                    + "\(share.tensors) tensor\(share.tensors == 1 ? "" : "s")".padded(to: 14)
                     + formatCount(share.elements).padded(to: 10) + " params  " + formatBytes(share.bytes).padded(to: 11)
                     + " \(formatFixed(percent, digits: 1))%")
+        }
+        if includeMetadata && !metadata.isEmpty {
+            lines.append("")
+            for entry in metadata { lines.append(entry.key.padded(to: 40) + entry.summary) }
         }
         if includeTensors {
             lines.append("")
@@ -173,7 +188,8 @@ struct TokenizerFiles {
             let json = try FileSystem.readJSONObject(tokenizerPath)
             kind = try json.object("model")?.string("type") ?? "unknown"
         }
-        var template = FileSystem.isFile(FileSystem.join(directory, "chat_template.jinja"))
+        var template =
+            FileSystem.isFile(FileSystem.join(directory, "chat_template.jinja"))
             || FileSystem.isFile(FileSystem.join(directory, "chat_template.json"))
         let configPath = FileSystem.join(directory, "tokenizer_config.json")
         if !template, FileSystem.isFile(configPath) {

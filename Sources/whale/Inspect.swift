@@ -20,13 +20,16 @@ struct Inspect: ParsableCommand {
     @Flag(help: "List every tensor: name, type, shape, offset.")
     var tensors = false
 
+    @Flag(help: "List the GGUF metadata (arrays are shortened to their type, count and first items).")
+    var metadata = false
+
     func run() throws {
         try reportingErrors {
             let inspection = try ModelInspection(ModelFiles.open(model), path: model)
             if json {
-                print(inspection.json(includeTensors: tensors).serialized(pretty: true))
+                print(inspection.json(includeTensors: tensors, includeMetadata: metadata).serialized(pretty: true))
             } else {
-                print(inspection.text(includeTensors: tensors))
+                print(inspection.text(includeTensors: tensors, includeMetadata: metadata))
             }
         }
     }

@@ -137,7 +137,10 @@ import WhaleFormats
             ("u32", .uint32(.max)), ("i32", .int32(.min)), ("f32", .float32(-0.0)), ("bool", .bool(false)),
             ("string", .string("")), ("u64", .uint64(.max)), ("i64", .int64(.min)), ("f64", .float64(.infinity)),
             ("empty", .array(elementType: .string, [])),
-            ("nested", .array(elementType: .array, [.array(elementType: .int8, [.int8(1)]), .array(elementType: .int8, [])])),
+            (
+                "nested",
+                .array(elementType: .array, [.array(elementType: .int8, [.int8(1)]), .array(elementType: .int8, [])])
+            ),
             (
                 "deep",
                 .array(

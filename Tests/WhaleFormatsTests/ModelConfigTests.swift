@@ -74,7 +74,10 @@ import WhaleFormats
 
     @Test func wrongTypeIsNamed() {
         let error = expectWhaleError(.typeMismatch, field: "num_hidden_layers") {
-            _ = try decode(#"{"model_type":"llama","# + Self.minimal.replacingOccurrences(of: #""num_hidden_layers":1"#, with: #""num_hidden_layers":"one""#) + "}")
+            _ = try decode(
+                #"{"model_type":"llama","#
+                    + Self.minimal.replacingOccurrences(
+                        of: #""num_hidden_layers":1"#, with: #""num_hidden_layers":"one""#) + "}")
         }
         #expect(error?.problem.contains("a string") == true)
     }

@@ -97,7 +97,9 @@ import WhaleFormats
 
     @Test func offsetsLieAboutSize() {
         let header = #"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,12]}}"#
-        let error = expectWhaleError(.invalidValue, field: "w.data_offsets") { _ = try open(file(header: header, dataBytes: 16)) }
+        let error = expectWhaleError(.invalidValue, field: "w.data_offsets") {
+            _ = try open(file(header: header, dataBytes: 16))
+        }
         #expect(error?.problem.contains("needs 16") == true)
     }
 
@@ -119,7 +121,9 @@ import WhaleFormats
 
     @Test func unknownDtype() {
         let header = #"{"w":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}}"#
-        let error = expectWhaleError(.unknownTensorType, field: "w") { _ = try open(file(header: header, dataBytes: 16)) }
+        let error = expectWhaleError(.unknownTensorType, field: "w") {
+            _ = try open(file(header: header, dataBytes: 16))
+        }
         #expect(error?.problem.contains("F128") == true)
     }
 
@@ -162,8 +166,8 @@ import WhaleFormats
         try directory.copy("safetensors/llama-single/model.safetensors")
         try directory.write(
             "model.safetensors.index.json",
-            #"{"weight_map":{"lm_head.weight":"model.safetensors","model.embed_tokens.weight":"model.safetensors","# +
-                #""model.norm.weight":"model.safetensors","ghost.weight":"model.safetensors"}}"#)
+            #"{"weight_map":{"lm_head.weight":"model.safetensors","model.embed_tokens.weight":"model.safetensors","#
+                + #""model.norm.weight":"model.safetensors","ghost.weight":"model.safetensors"}}"#)
         expectWhaleError(.missingTensor, field: "ghost.weight") { _ = try SafetensorsModel(directory: directory.path) }
     }
 

@@ -14,8 +14,6 @@ public final class GGUFFile: Sendable {
     public static let maximumDimensions = 4
     /// Nesting limit for arrays of arrays; deeper nesting is refused instead of exhausting the stack.
     public static let maximumArrayDepth = 8
-    /// Largest element count accepted for one tensor (2^62 elements would be exabytes).
-    public static let maximumElements = (1 << 62) - 1
 
     public let path: String
     public let version: UInt32
@@ -63,7 +61,8 @@ public final class GGUFFile: Sendable {
         let metadataCount = try reader.read(UInt64.self, for: "metadata_kv_count")
         // Each metadata entry needs at least a key length, a value type and one byte; each tensor info
         // needs a name length, n_dims, a type and an offset.
-        try checkCount(metadataCount, minimumSize: 13, remaining: reader.remaining, field: "metadata_kv_count", file: path)
+        try checkCount(
+            metadataCount, minimumSize: 13, remaining: reader.remaining, field: "metadata_kv_count", file: path)
         try checkCount(tensorCount, minimumSize: 24, remaining: reader.remaining, field: "tensor_count", file: path)
 
         var keys: [String] = []
@@ -124,7 +123,7 @@ public final class GGUFFile: Sendable {
                 }
                 dimensions.append(Int(raw))
             }
-            guard let elements = CheckedSize.product(dimensions, limit: GGUFFile.maximumElements) else {
+            guard let elements = CheckedSize.product(dimensions) else {
                 throw WhaleError(
                     .tooLarge, file: path, field: name,
                     "shape \(dimensions) has more than 2^62 elements")
@@ -183,7 +182,8 @@ public final class GGUFFile: Sendable {
             guard tensor.relativeOffset >= previousEnd else {
                 throw WhaleError(
                     .overlap, file: path, field: tensor.name,
-                    "data at offset \(tensor.relativeOffset) overlaps tensor \(previousName) (which ends at \(previousEnd))")
+                    "data at offset \(tensor.relativeOffset) overlaps tensor \(previousName) (which ends at \(previousEnd))"
+                )
             }
             previousEnd = end
             previousName = tensor.name

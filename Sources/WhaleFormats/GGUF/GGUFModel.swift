@@ -24,7 +24,9 @@ public final class GGUFModel: Sendable {
             throw WhaleError(
                 .invalidArgument, file: path,
                 "this is shard \(shardName.index) of \(shardName.count) of a split model",
-                hint: "pass the first shard, \(GGUFModel.shardPath(prefix: shardName.prefix, index: 1, count: shardName.count))")
+                hint:
+                    "pass the first shard, \(GGUFModel.shardPath(prefix: shardName.prefix, index: 1, count: shardName.count))"
+            )
         }
         var files = [first]
         if splitCount > 1 {

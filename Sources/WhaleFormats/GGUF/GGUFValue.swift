@@ -116,7 +116,8 @@ public enum GGUFValue: Sendable, Equatable {
             return "\"" + shown.flatMap { $0 == "\n" ? ["\\", "n"] : [$0] } + "\""
         case .array(let elementType, let values):
             let head = values.prefix(3).map(\.summary).joined(separator: ", ")
-            return "[\(elementType) × \(values.count)]" + (values.isEmpty ? "" : " \(head)\(values.count > 3 ? ", …" : "")")
+            return "[\(elementType) × \(values.count)]"
+                + (values.isEmpty ? "" : " \(head)\(values.count > 3 ? ", …" : "")")
         case .float32(let v): return "\(v)"
         case .float64(let v): return "\(v)"
         case .bool(let v): return "\(v)"

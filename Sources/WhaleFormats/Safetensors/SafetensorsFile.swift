@@ -102,7 +102,8 @@ public final class SafetensorsFile: Sendable {
         _ name: String, _ entry: JSONValue, dataStart: Int, dataSize: Int, fileIndex: Int, file: String
     ) throws -> TensorInfo {
         guard let object = entry.object else {
-            throw WhaleError(.typeMismatch, file: file, field: name, "expected a tensor entry object, found \(entry.kindName)")
+            throw WhaleError(
+                .typeMismatch, file: file, field: name, "expected a tensor entry object, found \(entry.kindName)")
         }
         let fields = JSONFields(object, file: file, path: name)
         let dtypeName = try fields.required("dtype", fields.string)
@@ -122,7 +123,7 @@ public final class SafetensorsFile: Sendable {
             }
             return dimension
         }
-        guard let elements = CheckedSize.product(shape, limit: GGUFFile.maximumElements),
+        guard let elements = CheckedSize.product(shape),
             let expectedBytes = type.byteCount(elements: elements)
         else {
             throw WhaleError(.tooLarge, file: file, field: name, "shape \(shape) has more than 2^62 elements")
@@ -147,7 +148,8 @@ public final class SafetensorsFile: Sendable {
                 hint: "the file is truncated; download it again")
         }
         return TensorInfo(
-            name: name, type: type, shape: shape, offset: dataStart + begin, byteCount: expectedBytes, fileIndex: fileIndex)
+            name: name, type: type, shape: shape, offset: dataStart + begin, byteCount: expectedBytes,
+            fileIndex: fileIndex)
     }
 
     /// The bytes of `tensor`, read in place from the mapping.

@@ -32,7 +32,8 @@ public final class SafetensorsModel: Sendable {
             var mapping: [String: String] = [:]
             for name in map.object.keys {
                 guard let file = map.object[name]?.string else {
-                    throw WhaleError(.typeMismatch, file: indexPath, field: "weight_map.\(name)", "expected a file name")
+                    throw WhaleError(
+                        .typeMismatch, file: indexPath, field: "weight_map.\(name)", "expected a file name")
                 }
                 guard !file.contains("/"), file != "..", file.hasSuffix(".safetensors") else {
                     throw WhaleError(
