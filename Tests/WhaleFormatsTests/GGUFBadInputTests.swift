@@ -72,6 +72,10 @@ import WhaleFormats
         expectWhaleError(.outOfBounds, field: "w") { _ = try open(oneTensor(dims: [4], offset: 1 << 40)) }
     }
 
+    @Test func offsetBeyondAnyFile() {
+        expectWhaleError(.outOfBounds, field: "w") { _ = try open(oneTensor(dims: [4], offset: .max - 31)) }
+    }
+
     @Test func overlappingTensors() {
         var b = GGUFBuilder()
         b.header(tensors: 2, metadata: 0)
@@ -123,6 +127,20 @@ import WhaleFormats
         b.u64(1 << 40)
         b.bytes += [UInt8](repeating: 0, count: 64)
         expectWhaleError(.tooLarge, field: "tokenizer.ggml.tokens") { _ = try open(b.bytes) }
+    }
+
+    /// A long array that the file really holds is still refused past the limit: decoding it would take
+    /// ~30× its size in memory.
+    @Test func arrayLongerThanTheLimit() {
+        var b = GGUFBuilder()
+        b.header(tensors: 0, metadata: 1)
+        b.string("huge")
+        b.u32(GGUFValueType.array.rawValue)
+        b.u32(GGUFValueType.uint8.rawValue)
+        b.u64(UInt64(GGUFFile.maximumArrayLength + 1))
+        b.bytes += [UInt8](repeating: 0, count: GGUFFile.maximumArrayLength + 1)
+        let error = expectWhaleError(.tooLarge, field: "huge") { _ = try open(b.bytes) }
+        #expect(error?.problem.contains("longer than") == true)
     }
 
     @Test func elementCountOverflow() {

@@ -121,6 +121,15 @@ import WhaleFormats
         #expect(error?.hint?.contains("split-00001-of-00003.gguf") == true)
     }
 
+    /// A file that merely looks like a shard by name but holds no `split.count` is a whole model.
+    @Test func shardLikeNameWithoutSplitMetadata() throws {
+        let directory = try TemporaryDirectory()
+        try directory.copy("gguf/all-types.gguf", as: "model-00002-of-00003.gguf")
+        let model = try GGUFModel(path: directory.path + "/model-00002-of-00003.gguf")
+        #expect(model.files.count == 1)
+        #expect(model.tensors.count == 5)
+    }
+
     @Test func missingShardIsNamed() throws {
         let directory = try TemporaryDirectory()
         try directory.copy("gguf/split-00001-of-00003.gguf")

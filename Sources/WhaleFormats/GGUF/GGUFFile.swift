@@ -14,6 +14,9 @@ public final class GGUFFile: Sendable {
     public static let maximumDimensions = 4
     /// Nesting limit for arrays of arrays; deeper nesting is refused instead of exhausting the stack.
     public static let maximumArrayDepth = 8
+    /// Longest metadata array accepted. The largest real ones are vocabularies and merge lists of a few
+    /// hundred thousand entries; a longer one is hostile, and decoding it would cost ~30 bytes per element.
+    public static let maximumArrayLength = 1 << 24
 
     public let path: String
     public let version: UInt32
@@ -67,7 +70,6 @@ public final class GGUFFile: Sendable {
 
         var keys: [String] = []
         var metadata: [String: GGUFValue] = [:]
-        keys.reserveCapacity(Int(metadataCount))
         for index in 0..<Int(metadataCount) {
             let key = try GGUFFile.readString(&reader, field: "metadata key #\(index)")
             let rawType = try reader.read(UInt32.self, for: key)
@@ -99,7 +101,7 @@ public final class GGUFFile: Sendable {
             var byteCount: Int
         }
         var rawTensors: [RawTensor] = []
-        rawTensors.reserveCapacity(Int(tensorCount))
+        rawTensors.reserveCapacity(min(Int(tensorCount), 1 << 16))
         var names = Set<String>()
         for index in 0..<Int(tensorCount) {
             let name = try GGUFFile.readString(&reader, field: "tensor #\(index) name")
@@ -142,7 +144,12 @@ public final class GGUFFile: Sendable {
                     "row length \(innermost) is not a multiple of the \(type) block size \(type.blockSize)")
             }
             let offset = try reader.read(UInt64.self, for: "\(name) offset")
-            guard offset <= UInt64(Int.max), Int(offset) % alignment == 0 else {
+            guard offset <= UInt64(Int.max) else {
+                throw WhaleError(
+                    .outOfBounds, file: path, field: name, "data offset \(offset) is past any possible file end",
+                    hint: "the file is corrupt")
+            }
+            guard Int(offset) % alignment == 0 else {
                 throw WhaleError(
                     .misaligned, file: path, field: name,
                     "data offset \(offset) is not a multiple of the alignment \(alignment)")
@@ -258,8 +265,14 @@ public final class GGUFFile: Sendable {
             let count = try reader.read(UInt64.self, for: key)
             try checkCount(
                 count, minimumSize: elementType.minimumSize, remaining: reader.remaining, field: key, file: reader.file)
+            guard count <= maximumArrayLength else {
+                throw WhaleError(
+                    .tooLarge, file: reader.file, field: key,
+                    "array of \(count) elements is longer than the \(maximumArrayLength) BlueWhale accepts",
+                    hint: "no real model has metadata this large; the file is corrupt or hostile")
+            }
             var values: [GGUFValue] = []
-            values.reserveCapacity(Int(count))
+            values.reserveCapacity(min(Int(count), 1 << 16))
             for _ in 0..<Int(count) {
                 values.append(try readValue(&reader, rawType: rawElementType, key: key, depth: depth + 1))
             }

@@ -20,7 +20,7 @@ public final class GGUFModel: Sendable {
         let first = try GGUFFile(path: path)
         let splitCount = first.metadata["split.count"]?.int ?? 1
         let shardName = GGUFModel.parseShardName(path)
-        if let shardName, shardName.index != 1 {
+        if splitCount > 1, let shardName, shardName.index != 1 {
             throw WhaleError(
                 .invalidArgument, file: path,
                 "this is shard \(shardName.index) of \(shardName.count) of a split model",
