@@ -128,7 +128,7 @@ public final class GGUFFile: Sendable {
             guard let elements = CheckedSize.product(dimensions) else {
                 throw WhaleError(
                     .tooLarge, file: path, field: name,
-                    "shape \(dimensions) has more than 2^62 elements")
+                    "shape \(dimensions) (innermost first) has more than 2^62 elements")
             }
             let rawType = try reader.read(UInt32.self, for: "\(name) type")
             guard let type = DType(ggmlTypeID: rawType) else {
@@ -138,10 +138,14 @@ public final class GGUFFile: Sendable {
                     hint: "the file may need a newer BlueWhale, or it is corrupt")
             }
             let innermost = dimensions.first ?? 1
-            guard innermost % type.blockSize == 0, let byteCount = type.byteCount(elements: elements) else {
+            guard innermost % type.blockSize == 0 else {
                 throw WhaleError(
                     .invalidShape, file: path, field: name,
                     "row length \(innermost) is not a multiple of the \(type) block size \(type.blockSize)")
+            }
+            guard let byteCount = type.byteCount(elements: elements) else {
+                throw WhaleError(
+                    .tooLarge, file: path, field: name, "\(elements) \(type) elements overflow a byte count")
             }
             let offset = try reader.read(UInt64.self, for: "\(name) offset")
             guard offset <= UInt64(Int.max) else {
