@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "whale", targets: ["whale"]),
         .library(name: "WhaleFormats", targets: ["WhaleFormats"]),
         .library(name: "WhaleKernels", targets: ["WhaleKernels"]),
+        .library(name: "WhaleTokenizer", targets: ["WhaleTokenizer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
@@ -21,21 +22,25 @@ let package = Package(
     targets: [
         .target(name: "WhaleCore"),
         .target(name: "WhaleFormats", dependencies: ["WhaleCore"]),
+        .target(name: "WhaleTokenizer", dependencies: ["WhaleCore", "WhaleFormats"]),
         .target(
             name: "WhaleKernels", dependencies: ["WhaleCore"], swiftSettings: kernelFlags,
             linkerSettings: [.linkedLibrary("m")]),
         .executableTarget(
             name: "whale",
             dependencies: [
-                "WhaleCore", "WhaleFormats", "WhaleKernels",
+                "WhaleCore", "WhaleFormats", "WhaleKernels", "WhaleTokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "WhaleCoreTests", dependencies: ["WhaleCore"]),
         .testTarget(
             name: "WhaleFormatsTests", dependencies: ["WhaleCore", "WhaleFormats", "WhaleKernels"],
             resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "WhaleTokenizerTests", dependencies: ["WhaleCore", "WhaleFormats", "WhaleTokenizer"],
+            resources: [.copy("Fixtures")]),
         // Runs the built `whale` binary: exit codes, error lines, JSON output, help snapshots.
-        .testTarget(name: "WhaleCLITests", dependencies: ["WhaleCore"]),
+        .testTarget(name: "WhaleCLITests", dependencies: ["WhaleCore"], exclude: ["Snapshots"]),
         .testTarget(
             name: "WhaleKernelsTests", dependencies: ["WhaleCore", "WhaleKernels"],
             resources: [.copy("Fixtures")]),

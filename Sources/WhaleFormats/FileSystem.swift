@@ -9,19 +9,19 @@ import WhaleCore
 #endif
 
 /// The few file-system questions the loaders ask, answered with POSIX calls.
-enum FileSystem {
-    static func isDirectory(_ path: String) -> Bool {
+public enum FileSystem {
+    public static func isDirectory(_ path: String) -> Bool {
         var status = stat()
         return stat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR
     }
 
-    static func isFile(_ path: String) -> Bool {
+    public static func isFile(_ path: String) -> Bool {
         var status = stat()
         return stat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFREG
     }
 
     /// Names of the entries in `path` (not `.` or `..`), sorted.
-    static func list(_ path: String) throws -> [String] {
+    public static func list(_ path: String) throws -> [String] {
         guard let directory = opendir(path) else {
             throw WhaleError(
                 errno == ENOENT ? .fileNotFound : .ioError, file: path,
@@ -38,12 +38,12 @@ enum FileSystem {
         return names.sorted()
     }
 
-    static func join(_ directory: String, _ name: String) -> String {
+    public static func join(_ directory: String, _ name: String) -> String {
         directory.hasSuffix("/") ? directory + name : directory + "/" + name
     }
 
     /// Parses the JSON file at `path`; a missing file is `.fileNotFound`, bad JSON `.invalidJSON`.
-    static func readJSON(_ path: String) throws -> JSONValue {
+    public static func readJSON(_ path: String) throws -> JSONValue {
         let file = try MappedFile(path: path)
         guard file.size <= 256 << 20 else {
             throw WhaleError(.tooLarge, file: path, "JSON file of \(file.size) bytes is over the 256 MiB limit")
@@ -51,7 +51,7 @@ enum FileSystem {
         return try JSONValue.parse(file.bytes, file: path)
     }
 
-    static func readJSONObject(_ path: String) throws -> JSONFields {
+    public static func readJSONObject(_ path: String) throws -> JSONFields {
         guard let object = try readJSON(path).object else {
             throw WhaleError(.invalidJSON, file: path, "expected a JSON object at the top level")
         }
