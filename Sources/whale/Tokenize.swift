@@ -105,8 +105,8 @@ struct Detokenize: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let tokenizer = try Tokenizer.load(model)
             let list = try parseTokenIDs(ids)
+            let tokenizer = try Tokenizer.load(model)
             var out = StandardOutput()
             print(try tokenizer.decode(list, skipSpecial: skipSpecial), terminator: "", to: &out)
         }
