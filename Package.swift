@@ -23,13 +23,15 @@ let package = Package(
         .target(name: "WhaleCore"),
         .target(name: "WhaleFormats", dependencies: ["WhaleCore"]),
         .target(name: "WhaleTokenizer", dependencies: ["WhaleCore", "WhaleFormats"]),
+        .target(name: "WhaleModels", dependencies: ["WhaleCore", "WhaleFormats", "WhaleKernels"]),
+        .target(name: "WhaleEngine", dependencies: ["WhaleCore", "WhaleFormats", "WhaleKernels", "WhaleModels", "WhaleTokenizer"]),
         .target(
             name: "WhaleKernels", dependencies: ["WhaleCore"], swiftSettings: kernelFlags,
             linkerSettings: [.linkedLibrary("m")]),
         .executableTarget(
             name: "whale",
             dependencies: [
-                "WhaleCore", "WhaleFormats", "WhaleKernels", "WhaleTokenizer",
+                "WhaleCore", "WhaleFormats", "WhaleKernels", "WhaleTokenizer", "WhaleModels", "WhaleEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "WhaleCoreTests", dependencies: ["WhaleCore"]),

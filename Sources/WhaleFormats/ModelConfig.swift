@@ -140,7 +140,17 @@ public struct ModelConfig: Sendable, Equatable {
         bosTokenId = try json.int("bos_token_id")
         eosTokenIds = try json.ints("eos_token_id") ?? []
 
-        if let scaling = try json.object("rope_scaling") {
+        // transformers ≥ 5 writes `rope_parameters` (rope_theta + rope_type + scaling fields) instead of
+        // `rope_theta` and `rope_scaling`.
+        let ropeParameters = try json.object("rope_parameters")
+        if let theta = try ropeParameters?.double("rope_theta") { ropeTheta = theta }
+        let scalingFields: JSONFields?
+        if let parameters = ropeParameters, let type = try parameters.string("rope_type"), type != "default" {
+            scalingFields = parameters
+        } else {
+            scalingFields = try json.object("rope_scaling")
+        }
+        if let scaling = scalingFields {
             guard let type = try scaling.string("rope_type") ?? scaling.string("type") else {
                 throw WhaleError(
                     .missingKey, file: json.file, field: "rope_scaling.rope_type", "rope scaling has no type")

@@ -71,6 +71,22 @@ public final class Tokenizer: Sendable {
         self.chatTemplate = chatTemplate
     }
 
+    /// Tokens that end generation: the end-of-sequence ids the files declare, and the control tokens spelled
+    /// like end-of-turn markers (`<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`, …) that llama.cpp also stops on.
+    public var endOfGenerationTokenIDs: Set<Int> {
+        var ids = Set(eosTokenIDs)
+        for (id, token) in tokens.enumerated()
+        where tokenTypes[id] == .control && Tokenizer.endOfGenerationSpellings.contains(token) {
+            ids.insert(id)
+        }
+        return ids
+    }
+
+    static let endOfGenerationSpellings: Set<String> = [
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>",
+        "<|end_of_text|>", "<｜end▁of▁sentence｜>", "<eos>",
+    ]
+
     /// Number of token ids (the largest id + 1).
     public var vocabularySize: Int { tokens.count }
 

@@ -6,7 +6,10 @@ import WhaleTokenizer
 /// Identical ids to Hugging Face `tokenizers` (tokenizer.json) and llama.cpp (GGUF vocabularies) on the
 /// corpus of hard strings (Fixtures/corpus.jsonl; goldens made by scripts/make-tokenizer-fixtures.py).
 @Suite struct GoldenTokenizationTests {
-    static let names = ["deepseek-v3", "qwen2", "smollm2-gguf", "gemma3-gguf"]
+    static let names = [
+        "deepseek-v3", "qwen2", "smollm2-gguf", "gemma3-gguf", "llama3-style", "deepseek-llm-style",
+        "gemma3-space-prefix",
+    ]
 
     struct Mismatch: CustomStringConvertible {
         var line: Int

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 import WhaleCore
-import WhaleTokenizer
+@testable import WhaleTokenizer
+import WhaleFormats
 
 enum Fixtures {
     static let root = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.path
@@ -35,6 +36,9 @@ enum ReferenceTokenizers {
         "qwen2": directory + "/tokenizers/qwen2/tokenizer.json",
         "smollm2-gguf": directory + "/SmolLM2-135M-Instruct.Q4_1.gguf",
         "gemma3-gguf": directory + "/gemma-3-270m-q4_k_m.gguf",
+        "llama3-style": directory + "/tokenizers/llama3-style/tokenizer.json",
+        "deepseek-llm-style": directory + "/tokenizers/deepseek-llm-style/tokenizer.json",
+        "gemma3-space-prefix": directory + "/gemma-3-270m-q4_k_m.gguf",
     ]
 
     static func available(_ name: String) -> Bool {
@@ -45,7 +49,12 @@ enum ReferenceTokenizers {
     static let loaded: [String: Tokenizer] = {
         var result: [String: Tokenizer] = [:]
         for (name, path) in paths where FileManager.default.fileExists(atPath: path) {
-            result[name] = try? Tokenizer.load(path)
+            if name == "gemma3-space-prefix" {
+                // Gemma's vocabulary with add_space_prefix turned on, as the golden's vocab-only GGUF has it.
+                result[name] = try? GGUFTokenizer.load(GGUFModel(path: path), addSpacePrefix: true)
+            } else {
+                result[name] = try? Tokenizer.load(path)
+            }
         }
         return result
     }()

@@ -7,7 +7,9 @@ import WhaleFormats
 /// `llama` is SentencePiece BPE (scores, `<0xXX>` byte tokens, `▁` for spaces). Token types: 1 normal,
 /// 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
 enum GGUFTokenizer {
-    static func load(_ model: GGUFModel) throws -> Tokenizer {
+    /// - Parameter addSpacePrefix: overrides `tokenizer.ggml.add_space_prefix` (tests use it to check the
+    ///   SentencePiece space-prefix path against llama.cpp on a vocabulary that turns it off).
+    static func load(_ model: GGUFModel, addSpacePrefix: Bool? = nil) throws -> Tokenizer {
         let source = model.path
         let metadata = model.metadata
         func fail(_ key: String, _ problem: String, hint: String? = nil) -> WhaleError {
@@ -127,7 +129,8 @@ enum GGUFTokenizer {
             let spm = SentencePieceBPE(tokenIDs: ids, scores: scores, byteTokens: byteTokens)
             return Tokenizer(
                 kind: .sentencePieceBPE, source: source, tokens: tokens, tokenTypes: types, tokenBytes: bytes,
-                model: .sentencePiece(spm, addSpacePrefix: metadata["tokenizer.ggml.add_space_prefix"]?.bool ?? true),
+                model: .sentencePiece(
+                    spm, addSpacePrefix: addSpacePrefix ?? metadata["tokenizer.ggml.add_space_prefix"]?.bool ?? true),
                 preTokenizer: PreTokenizer(steps: []), normalizeNFC: false, addedTokens: matcher, bosTokenID: bos,
                 eosTokenIDs: [eos, eot].compactMap { $0 },
                 addsBOS: metadata["tokenizer.ggml.add_bos_token"]?.bool ?? true,

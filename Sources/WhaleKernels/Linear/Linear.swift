@@ -1,0 +1,115 @@
+import WhaleCore
+
+/// Matrix products with a stored weight matrix: the linear layers of every model.
+///
+/// One entry point for every weight type so that model code reads like the math (`Linear.apply(wq, …)`).
+/// Quantized weights are multiplied by activations quantized to 8 bits the way llama.cpp's CPU backend
+/// does it, so that BlueWhale's logits track llama.cpp's closely; float weights use float32 activations
+/// and float32 sums, as transformers does.
+public enum Linear {
+    /// Weight types `apply` can multiply, in the order error messages list them.
+    public static let supportedTypes: [DType] = [
+        .f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K,
+    ]
+
+    /// Whether `apply` (and `reference`) accept weights of this type; check before loading a model so that
+    /// an unsupported file fails with an error that lists `supportedTypes` instead of a crash.
+    public static func supports(_ type: DType) -> Bool {
+        switch type {
+        case .f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K: true
+        default: false
+        }
+    }
+
+    /// output[t * weight.rows + r] = Σ_c W[r, c] · input[t * weight.columns + c]  for t in 0..<tokens.
+    ///
+    /// For quantized weights the activations are first quantized the way llama.cpp's CPU backend does for
+    /// that weight type (Q4_0/Q8_0/Q5_0 → Q8_0 activations; Q4_1/Q5_1 → Q8_1; Q4_K/Q6_K → Q8_K), and the
+    /// block dot products follow ggml's scalar reference order, so results track llama.cpp closely.
+    /// F32/F16/BF16 weights use f32 activations (exact f32 math, as transformers does).
+    ///
+    /// Output rows are split into chunks claimed by the pool's threads; with several tokens each weight
+    /// block is loaded once for up to four tokens. `input` and `output` may have any alignment and must not
+    /// overlap. `workspace` holds the quantized activations and must not be used by another call at the
+    /// same time.
+    ///
+    /// - Precondition: `supports(weight.type)`; `input` holds `tokens * weight.columns` floats and
+    ///   `output` room for `tokens * weight.rows`.
+    @inline(never)
+    public static func apply(
+        _ weight: WeightMatrix, input: UnsafePointer<Float>, tokens: Int, output: UnsafeMutablePointer<Float>,
+        pool: ThreadPool, workspace: LinearWorkspace
+    ) {
+        precondition(supports(weight.type), unsupportedMessage(weight.type))
+        precondition(tokens >= 0, "Linear.apply: negative token count \(tokens)")
+        if tokens == 0 || weight.rows == 0 { return }
+        if weight.columns == 0 {
+            output.initialize(repeating: 0, count: tokens * weight.rows)
+            return
+        }
+        let job = LinearJob(weight: weight, tokens: tokens, output: output)
+        let rowsPerChunk = chunkRows(job, threads: pool.threadCount)
+        let chunks = (weight.rows + rowsPerChunk - 1) / rowsPerChunk
+        func rowRange(_ chunk: Int) -> Range<Int> {
+            chunk * rowsPerChunk..<min(weight.rows, (chunk + 1) * rowsPerChunk)
+        }
+        switch weight.type {
+        case .f32, .f16, .bf16:
+            pool.parallelFor(chunks) { chunk in FloatKernels.rows(job, input: input, rows: rowRange(chunk)) }
+        default:
+            let format = activationFormat(weight.type)
+            let x = workspace.quantize(input, tokens: tokens, columns: weight.columns, as: format, pool: pool)
+            pool.parallelFor(chunks) { chunk in
+                switch weight.type {
+                case .q4_K, .q6_K: KQuantKernels.rows(job, x, rows: rowRange(chunk))
+                default: LegacyKernels.rows(job, x, rows: rowRange(chunk))
+                }
+            }
+        }
+    }
+
+    /// Rows per parallel chunk: about 4096 block dot products (a few microseconds) so that the atomic
+    /// claim is noise, yet at least four chunks per thread so that a slow thread's share can be taken over.
+    static func chunkRows(_ job: LinearJob, threads: Int) -> Int {
+        let workPerRow = max(1, (job.columns + 31) / 32) * job.tokens
+        let byWork = max(1, 4096 / workPerRow)
+        let byBalance = max(1, job.rows / (threads * 4))
+        let rows = min(byWork, byBalance)
+        // Whole groups of four rows keep the kernels on their unrolled path.
+        return rows >= 8 ? rows & ~3 : rows
+    }
+
+    static func activationFormat(_ type: DType) -> ActivationFormat {
+        switch type {
+        case .q4_0, .q5_0, .q8_0: .q8_0
+        case .q4_1, .q5_1: .q8_1
+        default: .q8_K
+        }
+    }
+
+    static func unsupportedMessage(_ type: DType) -> String {
+        "Linear: weight type \(type) is not supported (supported: "
+            + supportedTypes.map(\.rawValue).joined(separator: ", ") + "); check Linear.supports first"
+    }
+}
+
+/// Everything a chunk of rows needs, as plain values and pointers (no class references in kernels).
+struct LinearJob {
+    let type: DType
+    let weights: UnsafeRawPointer
+    let rowBytes: Int
+    let rows: Int
+    let columns: Int
+    let tokens: Int
+    let output: UnsafeMutablePointer<Float>
+
+    init(weight: WeightMatrix, tokens: Int, output: UnsafeMutablePointer<Float>) {
+        type = weight.type
+        weights = weight.data
+        rowBytes = weight.rowBytes
+        rows = weight.rows
+        columns = weight.columns
+        self.tokens = tokens
+        self.output = output
+    }
+}

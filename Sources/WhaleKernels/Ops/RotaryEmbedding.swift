@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Rotary position embedding (RoPE) with precomputed inverse frequencies.
+///
+/// Two layouts pair the dimensions differently: `.halves` rotates `(x[i], x[i + d/2])` (Hugging Face's
+/// `rotate_half`, and llama.cpp's NEOX mode used for Qwen2), `.interleaved` rotates `(x[2i], x[2i+1])`
+/// (llama.cpp's normal mode for Llama, whose converter permutes the Q/K weights to match).
+public struct RotaryEmbedding: Sendable {
+    public enum Layout: Sendable {
+        case halves
+        case interleaved
+    }
+
+    public let dimensions: Int
+    public let layout: Layout
+    /// θ_i for i in 0..<dimensions/2.
+    public let inverseFrequencies: [Float]
+    /// Multiplies cos and sin (YaRN's attention factor; 1 otherwise).
+    public let scale: Float
+
+    public init(dimensions: Int, layout: Layout, inverseFrequencies: [Float], scale: Float = 1) {
+        precondition(dimensions % 2 == 0 && inverseFrequencies.count == dimensions / 2)
+        self.dimensions = dimensions
+        self.layout = layout
+        self.inverseFrequencies = inverseFrequencies
+        self.scale = scale
+    }
+
+    /// Standard frequencies `1 / base^(2i/d)`, in float32 arithmetic as transformers computes them.
+    public static func standardFrequencies(dimensions: Int, base: Double) -> [Float] {
+        (0..<(dimensions / 2)).map { i in 1 / powf(Float(base), Float(2 * i) / Float(dimensions)) }
+    }
+
+    /// Llama 3's frequency scaling (`rope_type: llama3`): long wavelengths are divided by `factor`, short ones
+    /// kept, and the band between smoothly interpolated.
+    public static func llama3Frequencies(
+        _ frequencies: [Float], factor: Double, lowFrequencyFactor: Double, highFrequencyFactor: Double,
+        originalContext: Double
+    ) -> [Float] {
+        let lowWavelength = originalContext / lowFrequencyFactor
+        let highWavelength = originalContext / highFrequencyFactor
+        return frequencies.map { f in
+            let frequency = Double(f)
+            let wavelength = 2 * Double.pi / frequency
+            if wavelength < highWavelength { return f }
+            if wavelength > lowWavelength { return Float(frequency / factor) }
+            let smooth = (originalContext / wavelength - lowFrequencyFactor) / (highFrequencyFactor - lowFrequencyFactor)
+            return Float((1 - smooth) * frequency / factor + smooth * frequency)
+        }
+    }
+
+    /// Rotates the first `dimensions` values of each of `heads` heads of `headDim` values, at `position`.
+    public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, position: Int) {
+        let half = dimensions / 2
+        for i in 0..<half {
+            let angle = Float(position) * inverseFrequencies[i]
+            let c = cosf(angle) * scale
+            let s = sinf(angle) * scale
+            for h in 0..<heads {
+                let head = x + h * headDim
+                let (a, b) = layout == .halves ? (i, i + half) : (2 * i, 2 * i + 1)
+                let x0 = head[a]
+                let x1 = head[b]
+                head[a] = x0 * c - x1 * s
+                head[b] = x0 * s + x1 * c
+            }
+        }
+    }
+}

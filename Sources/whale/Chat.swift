@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import Synchronization
+import WhaleCore
+import WhaleEngine
+import WhaleModels
+import WhaleTokenizer
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+struct Chat: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Chat with a model in the terminal.",
+        discussion: """
+            Type a message and press Enter. /clear starts a new conversation, /exit (or end of input) quits. \
+            Ctrl-C stops the answer being written, not the program. The conversation is rendered with the \
+            model's chat template each turn; the cache keeps the common prefix, so only new text is computed.
+            """)
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var sampling: SamplingOptions
+
+    @Option(help: "System message.")
+    var system: String?
+
+    @Option(help: "Use this built-in chat template instead of the model's.")
+    var chatTemplate: String?
+
+    @Option(name: .short, help: "Maximum tokens per answer.")
+    var n: Int = 512
+
+    func run() throws {
+        try reportingErrors {
+            let (model, tokenizer, context, contextSize) = try modelOptions.load()
+            guard let tokenizer else {
+                throw WhaleError(.fileNotFound, file: modelOptions.model, "chat needs the model's tokenizer")
+            }
+            let template = try resolveChatTemplate(tokenizer: tokenizer, name: chatTemplate)
+            let generator = Generator(model: model, tokenizer: tokenizer, context: context, contextSize: contextSize)
+            var parameters = try sampling.parameters()
+            Interrupt.install()
+            var history: [ChatMessage] = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
+            var out = StandardOutput()
+            var err = StandardError()
+            print("Chatting with \(modelOptions.model) (template \(template.name)). /clear, /exit; Ctrl-C stops an answer.", to: &err)
+            while true {
+                print("> ", terminator: "", to: &out)
+                Interrupt.flag.store(false, ordering: .relaxed)
+                guard let line = readLine() else { break }
+                let input = line.trimmingCharacters(in: .whitespaces)
+                if input == "/exit" || input == "/quit" { break }
+                if input == "/clear" {
+                    history = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
+                    generator.reset()
+                    print("(new conversation)", to: &err)
+                    continue
+                }
+                if input.isEmpty { continue }
+                history.append(ChatMessage(role: "user", content: line))
+                let prompt = template.render(
+                    history, addGenerationPrompt: true, bosToken: tokenizer.bosTokenID.map { tokenizer.tokens[$0] } ?? "",
+                    eosToken: tokenizer.eosTokenIDs.first.map { tokenizer.tokens[$0] } ?? "")
+                var ids = tokenizer.encode(prompt, parseSpecial: true)
+                if tokenizer.addsBOS, let bos = tokenizer.bosTokenID, ids.first != bos { ids.insert(bos, at: 0) }
+                let request = GenerationRequest(
+                    promptTokens: ids, maxTokens: n, sampling: parameters, stopTokens: tokenizer.endOfGenerationTokenIDs)
+                let result = try generator.generate(
+                    request, onText: { print($0, terminator: "", to: &out) },
+                    shouldContinue: { !Interrupt.flag.load(ordering: .relaxed) })
+                print("", to: &out)
+                if result.finishReason == .cancelled { print("(stopped)", to: &err) }
+                history.append(ChatMessage(role: "assistant", content: result.text))
+                parameters.seed &+= 1
+            }
+        }
+    }
+}
+
+/// Ctrl-C while an answer is being written stops that answer. A signal handler can only reach process-wide
+/// state, so this one flag is the program's single global: set by the handler, read by the generation loop.
+enum Interrupt {
+    static let flag = Atomic<Bool>(false)
+
+    static func install() {
+        #if canImport(Glibc)
+            signal(SIGINT) { _ in
+                if Interrupt.flag.load(ordering: .relaxed) { exit(130) }  // second Ctrl-C: quit
+                Interrupt.flag.store(true, ordering: .relaxed)
+            }
+        #endif
+    }
+}

@@ -1,0 +1,104 @@
+import ArgumentParser
+import WhaleCore
+import WhaleEngine
+import WhaleFormats
+import WhaleKernels
+import WhaleModels
+import WhaleTokenizer
+
+/// Options shared by the commands that run a model.
+struct ModelOptions: ParsableArguments {
+    @Argument(help: "A .gguf file or a model directory (config.json + safetensors).")
+    var model: String
+
+    @Option(name: [.short, .long], help: "Worker threads (default: all cores).")
+    var threads: Int?
+
+    @Option(name: .customLong("ctx"), help: "Context size in tokens (default: the model's, at most 4096).")
+    var contextSize: Int?
+
+    @Option(
+        name: .customLong("cache-type"),
+        help: "Attention precision, f16 or f32 (default: f16 for GGUF as llama.cpp, f32 for safetensors).")
+    var cacheType: String?
+
+    /// The model, its tokenizer (nil when a model directory has none), and a forward context.
+    func load() throws -> (model: any LanguageModel, tokenizer: Tokenizer?, context: ForwardContext, contextSize: Int) {
+        var options = LoadOptions()
+        if let cacheType {
+            guard let precision = AttentionPrecision(rawValue: cacheType) else {
+                throw WhaleError(.invalidArgument, field: "--cache-type", "\"\(cacheType)\"", hint: "use f16 or f32")
+            }
+            options.attentionPrecision = precision
+        }
+        let model = try ModelRegistry.load(self.model, options: options)
+        var tokenizer: Tokenizer? = nil
+        if FileSystem.isDirectory(self.model) {
+            if FileSystem.isFile(FileSystem.join(self.model, "tokenizer.json")) { tokenizer = try Tokenizer.load(self.model) }
+        } else {
+            tokenizer = try Tokenizer.load(self.model)
+        }
+        let threadCount = threads ?? ProcessInfoCores.count
+        guard threadCount >= 1 && threadCount <= 512 else {
+            throw WhaleError(.invalidArgument, field: "--threads", "\(threadCount) threads", hint: "give 1 or more")
+        }
+        let size = contextSize ?? min(model.contextLength, 4096)
+        guard size >= 1 else { throw WhaleError(.invalidArgument, field: "--ctx", "context size must be positive") }
+        return (model, tokenizer, ForwardContext(pool: ThreadPool(threads: threadCount)), size)
+    }
+}
+
+/// Options that choose how tokens are sampled.
+struct SamplingOptions: ParsableArguments {
+    @Option(name: .customLong("temp"), help: "Temperature; 0 is greedy.")
+    var temperature: Double = 0.8
+    @Option(name: .customLong("top-k"), help: "Keep the K most likely tokens (0: all).")
+    var topK: Int = 40
+    @Option(name: .customLong("top-p"), help: "Keep the smallest set with this much probability.")
+    var topP: Double = 0.95
+    @Option(name: .customLong("min-p"), help: "Drop tokens less likely than this fraction of the best one.")
+    var minP: Double = 0.05
+    @Option(name: .customLong("repeat-penalty"), help: "Penalize tokens seen in the last --repeat-last-n.")
+    var repeatPenalty: Double = 1.0
+    @Option(name: .customLong("repeat-last-n"), help: "Window of tokens the penalties look at (-1: all).")
+    var repeatLastN: Int = 64
+    @Option(name: .customLong("frequency-penalty"), help: "Subtract this times each token's count.")
+    var frequencyPenalty: Double = 0
+    @Option(name: .customLong("presence-penalty"), help: "Subtract this from every token already seen.")
+    var presencePenalty: Double = 0
+    @Option(help: "Random seed: the same seed gives the same text (default: random).")
+    var seed: UInt64?
+
+    func parameters() throws -> SamplingParameters {
+        guard temperature >= 0, topP > 0, topP <= 1, minP >= 0, minP <= 1, repeatPenalty > 0 else {
+            throw WhaleError(
+                .invalidArgument, field: "sampling",
+                "need --temp ≥ 0, 0 < --top-p ≤ 1, 0 ≤ --min-p ≤ 1, --repeat-penalty > 0")
+        }
+        var p = SamplingParameters()
+        p.temperature = temperature
+        p.topK = topK
+        p.topP = topP
+        p.minP = minP
+        p.repeatPenalty = repeatPenalty
+        p.penaltyWindow = repeatLastN
+        p.frequencyPenalty = frequencyPenalty
+        p.presencePenalty = presencePenalty
+        p.seed = seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
+        return p
+    }
+}
+
+enum ProcessInfoCores {
+    static var count: Int {
+        #if canImport(Glibc)
+            return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        #else
+            return 1
+        #endif
+    }
+}
+
+#if canImport(Glibc)
+    import Glibc
+#endif
