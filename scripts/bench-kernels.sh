@@ -3,7 +3,8 @@
 # other supported types), 1 and 2 threads, tokens = 1 (decode) and 64 (prompt), plus the matmul-only time
 # of a whole decode step.
 #   scripts/bench-kernels.sh [seconds per measurement]        (default 0.3)
-#   WHALE_TARGET_CPU=x86-64-v3 scripts/bench-kernels.sh        (portable AVX2 build; default: native)
+#   WHALE_TARGET_CPU=x86-64-v3 scripts/bench-kernels.sh        (portable AVX2 build; default: native; none:
+#                                                               no -target-cpu, the plain `swift build` baseline)
 #   WHALE_EXTRA_FLAGS="" scripts/bench-kernels.sh               (drop the LLVM inlining flags, to compare)
 # The benchmark is scripts/bench/main.swift, built in release in a throwaway package under /tmp that depends
 # on this checkout by path, so it sees the same module boundaries and package flags as the whale binary.
@@ -30,8 +31,27 @@ let package = Package(
     ]
 )
 EOF
-flags=(-Xswiftc -target-cpu -Xswiftc "$cpu")
+flags=()
+[[ "$cpu" != none ]] && flags+=(-Xswiftc -target-cpu -Xswiftc "$cpu")
 for flag in $extra; do flags+=(-Xswiftc "$flag"); done
-echo "build: swift build -c release ${flags[*]}"
-swift build -c release --package-path "$work" "${flags[@]}" 2>&1 | grep -E "error|warning: unre|Compiling|Build" | tail -3
-"$work/.build/release/bench-kernels" "$@"
+echo "build: swift build -c release ${flags[*]:-}"
+swift build -c release --package-path "$work" ${flags[@]+"${flags[@]}"} 2>&1 | grep -E "error|warning: unre|Compiling|Build" | tail -3
+binary="$work/.build/release/bench-kernels"
+# [PURE_SIMD_OPS] A kernel that calls out of its loop (a generic SIMD conversion left un-inlined, a
+# retain) runs 10–100× slower: list every call instruction inside the kernel functions.
+if command -v objdump > /dev/null && command -v swift-demangle > /dev/null; then
+    calls=0
+    while read -r address size name; do
+        start=$((16#$address)); stop=$((start + 16#$size))
+        found=$(objdump -d --no-show-raw-insn --start-address=$start --stop-address=$stop "$binary" \
+            | grep -E '\scall' | sed 's/.*</</' | sort | uniq -c | swift-demangle --simplified | head -5 || true)
+        if [[ -n "$found" ]]; then
+            calls=1
+            echo "codegen: calls inside $name:"
+            echo "$found" | cut -c1-160
+        fi
+    done < <(nm -S "$binary" | swift-demangle --simplified \
+        | sed -nE 's/^([0-9a-f]+) ([0-9a-f]+) [tT] .*static ((Legacy|KQuant|Float)Kernels\.[A-Za-z0-9_]+)\(.*/\1 \2 \3/p')
+    [[ $calls == 0 ]] && echo "codegen: no calls inside the kernels"
+fi
+"$binary" "$@"

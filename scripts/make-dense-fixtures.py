@@ -407,7 +407,8 @@ def perplexity_python(text: str, n_ctx: int) -> dict:
     import numpy as np
 
     llm = llama_cpp.Llama(model_path=str(SMOLLM2_GGUF), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-                          n_threads=N_THREADS, logits_all=True, verbose=False)
+                          n_threads=N_THREADS, logits_all=True, verbose=False, type_k=GGML_TYPE_F32,
+                          type_v=GGML_TYPE_F32, flash_attn=False)
     add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
     # common_tokenize(ctx, text, add_special=true, parse_special=false): BOS only if the vocab adds it
     tokens = llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=False)
@@ -437,6 +438,30 @@ def perplexity_python(text: str, n_ctx: int) -> dict:
             "ppl": round(ppl, 4), "ppl_error": round(math.sqrt(var / (count - 1)) * ppl, 5), "chunks": chunks}
 
 
+PERPLEXITY_VARIANTS = [
+    # extra flags after the brief's command; the first (none) is the golden
+    ([], "llama.cpp defaults: flash attention 'auto' (on for this CPU build), F16 KV cache"),
+    (["-fa", "off"], "no flash attention, F16 KV cache"),
+    (["-fa", "off", "-ctk", "f32", "-ctv", "f32"], "no flash attention, F32 KV cache: the closest to a float "
+                                                   "reference"),
+]
+
+
+def run_llama_perplexity(binary: Path, base: list, extra: list) -> dict:
+    command = [str(binary)] + base + extra
+    log("running " + " ".join(command))
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    output = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        fail(f"llama-perplexity exited {proc.returncode}:\n{output[-3000:]}")
+    parsed = parse_perplexity_output(output)
+    if "ppl" not in parsed:
+        fail("could not find 'Final estimate' in llama-perplexity's output:\n" + output[-3000:])
+    sysinfo = [ln[ln.index("system_info:"):] for ln in output.splitlines() if "system_info:" in ln]
+    return {"command": "llama-perplexity " + " ".join(base + extra), "system_info": sysinfo[0] if sysinfo else None,
+            **parsed}
+
+
 def make_perplexity(ctx: dict) -> dict:
     if sha256_file(PERPLEXITY_SOURCE) != PERPLEXITY_SHA256:
         fail(f"{PERPLEXITY_SOURCE} is not the expected text (sha256 {PERPLEXITY_SHA256}, Debian base-files 12.4)")
@@ -445,34 +470,29 @@ def make_perplexity(ctx: dict) -> dict:
     shutil.copyfile(PERPLEXITY_SOURCE, text_path)
     n_ctx = 512
     binary = ctx["bin_dir"] / "llama-perplexity"
-    command = [str(binary), "-m", str(SMOLLM2_GGUF.relative_to(ROOT)), "-f",
-               str(text_path.relative_to(ROOT)), "-c", str(n_ctx), "-b", str(n_ctx), "-t", str(N_THREADS)]
+    base = ["-m", str(SMOLLM2_GGUF.relative_to(ROOT)), "-f", str(text_path.relative_to(ROOT)), "-c", str(n_ctx),
+            "-b", str(n_ctx), "-t", str(N_THREADS)]
     doc = {
         "model": SMOLLM2_GGUF.name,
         "model_sha256": SMOLLM2_SHA256,
         "text": "perplexity.txt = Debian's /usr/share/common-licenses/GPL-3 (base-files 12.4), byte for byte",
         "text_sha256": PERPLEXITY_SHA256,
         "llama_cpp": ctx["llama_cpp"],
+        "running_ppl_note": "llama-perplexity prints [i]PPL after chunk i = exp(sum of NLL over chunks 1..i / "
+                            "count), not the chunk's own value; per-chunk mean NLLs are in python_reimplementation",
+        "tolerance_note": "Q4_1 is numerically touchy here: flash attention, the KV cache type and even the CPU "
+                          "build (AVX2 vs AVX-512 kernels) move a single chunk's PPL by up to ~2% and the final "
+                          "estimate by ~0.5%; compare against the variant whose settings match yours, with a "
+                          "tolerance of that order",
     }
     if binary.is_file():
-        log("running " + " ".join(command))
-        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        output = proc.stdout + proc.stderr
-        if proc.returncode != 0:
-            fail(f"llama-perplexity exited {proc.returncode}:\n{output[-3000:]}")
-        parsed = parse_perplexity_output(output)
-        if "ppl" not in parsed:
-            fail("could not find 'Final estimate' in llama-perplexity's output:\n" + output[-3000:])
         version = subprocess.run([str(binary), "--version"], capture_output=True, text=True)
-        sysinfo = [ln for ln in output.splitlines() if ln.startswith("system_info:")]
-        doc["llama_perplexity"] = {
-            "command": "llama-perplexity " + " ".join(command[1:]),
-            "version": (version.stdout + version.stderr).strip(),
-            "system_info": sysinfo[0] if sysinfo else None,
-            **parsed,
-            "running_ppl_note": "llama-perplexity prints [i]PPL after chunk i: exp(sum of NLL over chunks 1..i / "
-                                "count), not the chunk's own value (per-chunk NLLs are in python_reimplementation)",
-        }
+        runs = []
+        for extra, what in PERPLEXITY_VARIANTS:
+            runs.append({"settings": what, **run_llama_perplexity(binary, base, extra)})
+        doc["llama_perplexity"] = {"version": (version.stdout + version.stderr).strip(),
+                                   "build": "scripts/build-llama-cpp.sh: cmake Release, GGML_NATIVE=ON", **runs[0]}
+        doc["llama_perplexity_variants"] = runs[1:]
     else:
         log(f"warning: {binary} not found; only the Python re-implementation is recorded "
             "(run scripts/build-llama-cpp.sh)")
@@ -480,8 +500,9 @@ def make_perplexity(ctx: dict) -> dict:
     log("re-doing the perplexity algorithm with llama-cpp-python")
     py = perplexity_python(text_path.read_text(encoding="utf-8"), n_ctx)
     doc["python_reimplementation"] = {
-        "what": "tools/perplexity/perplexity.cpp perplexity() re-done with llama-cpp-python (its libllama is built "
-                "without GGML_NATIVE, so its kernels can differ from the native llama-perplexity in the last digits)",
+        "what": "tools/perplexity/perplexity.cpp perplexity() re-done with llama-cpp-python, no flash attention, "
+                "F32 KV cache (its libllama is built without GGML_NATIVE: AVX2 kernels, not the AVX-512 ones of "
+                "the native llama-perplexity)",
         "algorithm": [
             "tokens = tokenize(whole text, add BOS only if tokenizer.ggml.add_bos_token, parse_special=false)",
             "n_chunk = len(tokens) / n_ctx (remainder dropped); chunk i = tokens[i*n_ctx, (i+1)*n_ctx)",
@@ -495,13 +516,15 @@ def make_perplexity(ctx: dict) -> dict:
         ],
         **py,
     }
+    golden = doc["llama_perplexity"]
     log(f"perplexity: python {py['ppl']} +/- {py['ppl_error']}"
-        + (f", llama-perplexity {doc['llama_perplexity']['ppl']}" if doc["llama_perplexity"] else ""))
+        + (f"; llama-perplexity {golden['ppl']} (variants "
+           + ", ".join(str(v["ppl"]) for v in doc["llama_perplexity_variants"]) + ")" if golden else ""))
     out = OUT / "smollm2" / "perplexity.json"
     write_json(out, doc)
     return {"outputs": [str(p.relative_to(OUT)) for p in (out, text_path)],
-            "command": doc["llama_perplexity"]["command"] if doc["llama_perplexity"] else None,
-            "ppl": doc["llama_perplexity"]["ppl"] if doc["llama_perplexity"] else None,
+            "commands": [v["command"] for v in [golden] + doc["llama_perplexity_variants"]] if golden else [],
+            "ppl": golden["ppl"] if golden else None, "ppl_error": golden["ppl_error"] if golden else None,
             "ppl_python": py["ppl"]}
 
 
@@ -827,6 +850,51 @@ def tokenizer_cross_check(model_dir: Path, llm) -> dict:
 # manifest
 
 
+README = """\
+# Dense-model goldens
+
+Written by `python3 scripts/make-dense-fixtures.py` (do not edit by hand; MANIFEST.json has versions, seeds,
+commands and the sha256 of every file). Logprobs are log_softmax in float64 of float32 logits, rounded to 1e-6.
+
+## smollm2/ (models/SmolLM2-135M-Instruct.Q4_1.gguf, llama.cpp as the reference)
+
+- greedy.json: 5 prompts (chat via the GGUF's own ChatML template, which inserts SmolLM's default system
+  message; English; code; a list; a question). ids are llama.cpp's (add_bos=false because the GGUF says
+  tokenizer.ggml.add_bos_token=false; special tokens parsed). prompt_logprobs[i-1] = logprob of ids[i]. 64
+  greedy steps (argmax of the float32 logits, not stopped at <|im_end|>; first_eog_step says where it came),
+  each with the chosen logprob, top-5 and gap = top1 - top2. llama.cpp ran with its default F16 KV cache, the
+  prompt in one batch, then one token per decode.
+- perplexity.txt / perplexity.json: llama-perplexity -c 512 -b 512 -t 2 (golden: llama.cpp defaults), two
+  variants (-fa off; -fa off -ctk f32 -ctv f32), and the algorithm redone in Python with per-chunk NLL. [i]
+  values are running PPLs. Q4_1 is touchy: settings and CPU build move a chunk's PPL by ~1-2%.
+
+## tiny-llama/, tiny-qwen2/, tiny-llama3-rope/ (random float32 models, transformers as the reference)
+
+- config.json, generation_config.json, model.safetensors: transformers save_pretrained. Note transformers 5
+  writes `rope_parameters` (with rope_theta inside), not `rope_theta` / `rope_scaling`.
+- tokenizer.json, tokenizer_config.json: byte-level BPE, ids 0..255 = bytes, 61 merges learned on GPL-3, 3
+  specials (317..319). llama: Llama 3 split regex, ignore_merges, BOS <|begin_of_text|> added; qwen2: Qwen2
+  regex, no BOS.
+- model-f32.gguf: llama.cpp's convert_hf_to_gguf.py --outtype f32 (pre-tokenizer name supplied, see
+  MANIFEST). gguf-layout.json lists its metadata and tensors (ne = GGUF order, innermost first).
+- reference.json: transformers, eager attention, one forward pass over `ids` (random, specials included):
+  positions[i] = logprob of ids[i+1] and top-5 of row i; last_position_logprobs = the full last row.
+- reference-llamacpp.json: the same from llama.cpp on model-f32.gguf with an F32 KV cache and no flash
+  attention (max abs diff vs transformers ~1e-5; with llama.cpp's default F16 cache it is ~1e-2).
+
+Layout facts a loader needs:
+- Llama GGUF: attn_q / attn_k rows are permuted by the converter (per head, HF's [first half | second half]
+  rotate_half pairs (i, i + d/2) become adjacent pairs (2i, 2i+1)); llama.cpp ropes llama with adjacent pairs.
+  Safetensors: rotate_half. Same model either way; do not permute twice.
+- Qwen2 GGUF: no permutation (llama.cpp uses NEOX / rotate_half rope for qwen2); biases are
+  blk.N.attn_{q,k,v}.bias; tied embeddings, so there is no output.weight (use token_embd.weight); no
+  qwen2.vocab_size key and no BOS id.
+- llama3 rope: the GGUF has no rope-scaling keys; only rope_freqs.weight [head_dim/2] = per-frequency divisors
+  (here [1, 2.44, 8, 8, 8, 8, 8, 8]: one unscaled, one smoothed, six scaled), applied as
+  base^(-2i/d) / rope_freqs[i].
+"""
+
+
 def write_manifest(versions: dict, ctx: dict, results: dict) -> None:
     path = OUT / "MANIFEST.json"
     old = json.loads(path.read_text()) if path.exists() else {}
@@ -872,6 +940,7 @@ def main() -> None:
     if not SMOLLM2_GGUF.is_file() and ({"smollm2", "perplexity"} & set(parts)):
         fail(f"{SMOLLM2_GGUF} missing; run scripts/fetch-models.sh smollm2")
     OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "README.md").write_text(README, encoding="utf-8")
     makers = {"smollm2": make_smollm2, "perplexity": make_perplexity, "tiny": make_tiny}
     results = {}
     for part in parts:

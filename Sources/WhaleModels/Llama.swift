@@ -176,7 +176,8 @@ public final class DenseDecoder: LanguageModel, @unchecked Sendable {
         let pool = context.pool
         let workspace = context.linear
         for (l, layer) in layerWeights.enumerated() {
-            Ops.rmsNorm(hidden, weight: layer.attentionNorm, rows: count, n: c.hiddenSize, eps: c.rmsNormEps, output: normed)
+            Ops.rmsNorm(
+                hidden, weight: layer.attentionNorm, rows: count, n: c.hiddenSize, eps: c.rmsNormEps, output: normed)
             Linear.apply(layer.query, input: normed, tokens: count, output: q, pool: pool, workspace: workspace)
             Linear.apply(layer.key, input: normed, tokens: count, output: k, pool: pool, workspace: workspace)
             Linear.apply(layer.value, input: normed, tokens: count, output: v, pool: pool, workspace: workspace)
@@ -199,10 +200,12 @@ public final class DenseDecoder: LanguageModel, @unchecked Sendable {
                 layer: l, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, precision: c.attentionPrecision,
                 output: attention, pool: pool)
             Linear.apply(
-                layer.attentionOutput, input: attention, tokens: count, output: projected, pool: pool, workspace: workspace)
+                layer.attentionOutput, input: attention, tokens: count, output: projected, pool: pool,
+                workspace: workspace)
             Ops.add(projected, into: hidden, count: count * c.hiddenSize)
 
-            Ops.rmsNorm(hidden, weight: layer.feedForwardNorm, rows: count, n: c.hiddenSize, eps: c.rmsNormEps, output: normed)
+            Ops.rmsNorm(
+                hidden, weight: layer.feedForwardNorm, rows: count, n: c.hiddenSize, eps: c.rmsNormEps, output: normed)
             Linear.apply(layer.gate, input: normed, tokens: count, output: gate, pool: pool, workspace: workspace)
             Linear.apply(layer.up, input: normed, tokens: count, output: up, pool: pool, workspace: workspace)
             Ops.swiGLU(gate: gate, up: up, count: count * c.intermediateSize)
@@ -232,7 +235,8 @@ public final class DenseDecoder: LanguageModel, @unchecked Sendable {
             var logits = [Float](repeating: 0, count: rows.count * c.vocabularySize)
             logits.withUnsafeMutableBufferPointer { buffer in
                 Linear.apply(
-                    output, input: normed, tokens: rows.count, output: buffer.baseAddress!, pool: pool, workspace: workspace)
+                    output, input: normed, tokens: rows.count, output: buffer.baseAddress!, pool: pool,
+                    workspace: workspace)
             }
             results.append(logits)
         }
@@ -303,7 +307,8 @@ extension DenseDecoder {
             let divisors = try Dequantize.toFloats(
                 factors.type, bytes: model.data(of: factors), count: factors.elementCount, tensorName: factors.name)
             guard divisors.count == frequencies.count else {
-                throw WhaleError(.invalidShape, file: model.path, field: factors.name, "expected \(frequencies.count) values")
+                throw WhaleError(
+                    .invalidShape, file: model.path, field: factors.name, "expected \(frequencies.count) values")
             }
             frequencies = zip(frequencies, divisors).map { $0 / $1 }
         }
@@ -316,7 +321,9 @@ extension DenseDecoder {
             qkvBias: qkvBias, attentionPrecision: .f16)
     }
 
-    static func huggingFaceConfiguration(_ config: ModelConfig, files: ModelFiles, qkvBias: Bool) throws -> Configuration {
+    static func huggingFaceConfiguration(_ config: ModelConfig, files: ModelFiles, qkvBias: Bool) throws
+        -> Configuration
+    {
         let headDim = config.headDim ?? config.hiddenSize / config.numAttentionHeads
         var frequencies = RotaryEmbedding.standardFrequencies(dimensions: headDim, base: config.ropeTheta)
         if let scaling = config.ropeScaling, scaling.type != "default" {
@@ -340,7 +347,8 @@ extension DenseDecoder {
             hiddenSize: config.hiddenSize, intermediateSize: config.intermediateSize, layers: config.numHiddenLayers,
             heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: headDim,
             contextLength: config.maxPositionEmbeddings, rmsNormEps: Float(config.rmsNormEps),
-            rope: RotaryEmbedding(dimensions: headDim, layout: .halves, inverseFrequencies: frequencies), qkvBias: qkvBias,
+            rope: RotaryEmbedding(dimensions: headDim, layout: .halves, inverseFrequencies: frequencies),
+            qkvBias: qkvBias,
             attentionPrecision: .f32)
     }
 }

@@ -18,7 +18,8 @@ public enum ModelRegistry {
         switch files {
         case .gguf(let model):
             guard let name = model.metadata["general.architecture"]?.string else {
-                throw WhaleError(.missingKey, file: path, field: "general.architecture", "the GGUF file names no architecture")
+                throw WhaleError(
+                    .missingKey, file: path, field: "general.architecture", "the GGUF file names no architecture")
             }
             architecture = name
         case .safetensors(_, let config):

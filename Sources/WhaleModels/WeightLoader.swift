@@ -52,7 +52,9 @@ struct WeightLoader {
     /// A vector of `count` values as Float.
     func vector(_ name: String, count: Int) throws -> [Float] {
         let tensor = try self.tensor(name)
-        guard tensor.elementCount == count, tensor.shape.count == 1 || tensor.shape.allSatisfy({ $0 == 1 || $0 == count }) else {
+        guard tensor.elementCount == count,
+            tensor.shape.count == 1 || tensor.shape.allSatisfy({ $0 == 1 || $0 == count })
+        else {
             throw WhaleError(.invalidShape, file: source, field: name, "shape is \(tensor.shape), expected [\(count)]")
         }
         return try Dequantize.toFloats(tensor.type, bytes: files.data(of: tensor), count: count, tensorName: name)

@@ -44,7 +44,9 @@ struct Chat: ParsableCommand {
             var history: [ChatMessage] = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
             var out = StandardOutput()
             var err = StandardError()
-            print("Chatting with \(modelOptions.model) (template \(template.name)). /clear, /exit; Ctrl-C stops an answer.", to: &err)
+            print(
+                "Chatting with \(modelOptions.model) (template \(template.name)). /clear, /exit; Ctrl-C stops an answer.",
+                to: &err)
             while true {
                 print("> ", terminator: "", to: &out)
                 Interrupt.flag.store(false, ordering: .relaxed)
@@ -60,12 +62,14 @@ struct Chat: ParsableCommand {
                 if input.isEmpty { continue }
                 history.append(ChatMessage(role: "user", content: line))
                 let prompt = template.render(
-                    history, addGenerationPrompt: true, bosToken: tokenizer.bosTokenID.map { tokenizer.tokens[$0] } ?? "",
+                    history, addGenerationPrompt: true,
+                    bosToken: tokenizer.bosTokenID.map { tokenizer.tokens[$0] } ?? "",
                     eosToken: tokenizer.eosTokenIDs.first.map { tokenizer.tokens[$0] } ?? "")
                 var ids = tokenizer.encode(prompt, parseSpecial: true)
                 if tokenizer.addsBOS, let bos = tokenizer.bosTokenID, ids.first != bos { ids.insert(bos, at: 0) }
                 let request = GenerationRequest(
-                    promptTokens: ids, maxTokens: n, sampling: parameters, stopTokens: tokenizer.endOfGenerationTokenIDs)
+                    promptTokens: ids, maxTokens: n, sampling: parameters, stopTokens: tokenizer.endOfGenerationTokenIDs
+                )
                 let result = try generator.generate(
                     request, onText: { print($0, terminator: "", to: &out) },
                     shouldContinue: { !Interrupt.flag.load(ordering: .relaxed) })

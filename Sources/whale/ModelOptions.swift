@@ -34,7 +34,9 @@ struct ModelOptions: ParsableArguments {
         let model = try ModelRegistry.load(self.model, options: options)
         var tokenizer: Tokenizer? = nil
         if FileSystem.isDirectory(self.model) {
-            if FileSystem.isFile(FileSystem.join(self.model, "tokenizer.json")) { tokenizer = try Tokenizer.load(self.model) }
+            if FileSystem.isFile(FileSystem.join(self.model, "tokenizer.json")) {
+                tokenizer = try Tokenizer.load(self.model)
+            }
         } else {
             tokenizer = try Tokenizer.load(self.model)
         }

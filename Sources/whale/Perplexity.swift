@@ -67,7 +67,8 @@ struct Perplexity: ParsableCommand {
                 for j in first..<(n - 1) {
                     logits.withUnsafeBufferPointer { buffer in
                         row.withUnsafeMutableBufferPointer { out in
-                            Ops.logSoftmax(buffer.baseAddress! + j * vocabulary, count: vocabulary, output: out.baseAddress!)
+                            Ops.logSoftmax(
+                                buffer.baseAddress! + j * vocabulary, count: vocabulary, output: out.baseAddress!)
                         }
                     }
                     let value = -row[tokens[start + j + 1]]
@@ -75,7 +76,9 @@ struct Perplexity: ParsableCommand {
                     nll2 += value * value
                     scored += 1
                 }
-                print(String(format: "[%d]%.4f,", chunk + 1, exp(nll / Double(scored))), terminator: chunk + 1 == count ? "\n" : "", to: &out)
+                print(
+                    String(format: "[%d]%.4f,", chunk + 1, exp(nll / Double(scored))),
+                    terminator: chunk + 1 == count ? "\n" : "", to: &out)
             }
             let mean = nll / Double(scored)
             let variance = nll2 / Double(scored) - mean * mean

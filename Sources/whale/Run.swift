@@ -68,7 +68,8 @@ struct Run: ParsableCommand {
                 promptTokens: promptTokens, maxTokens: n, sampling: try sampling.parameters(), stopStrings: stop,
                 stopTokens: tokenizer?.endOfGenerationTokenIDs ?? [])
             var out = StandardOutput()
-            let result = try generator.generate(request, onText: { text in if !json { print(text, terminator: "", to: &out) } })
+            let result = try generator.generate(
+                request, onText: { text in if !json { print(text, terminator: "", to: &out) } })
             if json {
                 let object = JSONObject([
                     "prompt_tokens": .array(promptTokens.map { .integer(Int64($0)) }),

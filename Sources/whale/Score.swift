@@ -42,7 +42,8 @@ struct Score: ParsableCommand {
                 ids = try parseTokenIDs(tokens)
             } else {
                 guard let tokenizer else {
-                    throw WhaleError(.fileNotFound, file: modelOptions.model, "the model has no tokenizer", hint: "use --tokens")
+                    throw WhaleError(
+                        .fileNotFound, file: modelOptions.model, "the model has no tokenizer", hint: "use --tokens")
                 }
                 ids = tokenizer.encode(text ?? "", parseSpecial: true)
                 if tokenizer.addsBOS, let bos = tokenizer.bosTokenID, ids.first != bos { ids.insert(bos, at: 0) }
@@ -88,7 +89,8 @@ func scoreSequence(_ ids: [Int], model: any LanguageModel, context: ForwardConte
         for i in start..<end {
             logits.withUnsafeBufferPointer { buffer in
                 row.withUnsafeMutableBufferPointer { out in
-                    Ops.logSoftmax(buffer.baseAddress! + (i - start) * vocabulary, count: vocabulary, output: out.baseAddress!)
+                    Ops.logSoftmax(
+                        buffer.baseAddress! + (i - start) * vocabulary, count: vocabulary, output: out.baseAddress!)
                 }
             }
             if i + 1 < ids.count { logprobs.append(row[ids[i + 1]]) }

@@ -13,7 +13,10 @@ struct Whale: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "whale",
         abstract: "BlueWhale: run DeepSeek-family language models on a CPU.",
-        subcommands: [Run.self, Chat.self, Score.self, Perplexity.self, Inspect.self, Tokenize.self, Detokenize.self, ChatTemplateCommand.self])
+        subcommands: [
+            Run.self, Chat.self, Score.self, Perplexity.self, Inspect.self, Tokenize.self, Detokenize.self,
+            ChatTemplateCommand.self,
+        ])
 }
 
 /// Runs `body`, turning a `WhaleError` into one clear line on stderr and exit code 1.

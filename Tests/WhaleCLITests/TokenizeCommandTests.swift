@@ -7,7 +7,8 @@ import WhaleCore
 @Suite struct TokenizeCommandTests {
     static let deepseek = Whale.packageRoot.appendingPathComponent("models/tokenizers/deepseek-v3/tokenizer.json").path
     static var haveDeepSeek: Bool {
-        FileManager.default.fileExists(atPath: deepseek) || ProcessInfo.processInfo.environment["WHALE_REQUIRE_MODELS"] == "1"
+        FileManager.default.fileExists(atPath: deepseek)
+            || ProcessInfo.processInfo.environment["WHALE_REQUIRE_MODELS"] == "1"
     }
 
     func temporaryFile(_ name: String, _ contents: String) throws -> String {

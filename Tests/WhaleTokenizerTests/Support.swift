@@ -1,8 +1,9 @@
 import Foundation
 import Testing
 import WhaleCore
-@testable import WhaleTokenizer
 import WhaleFormats
+
+@testable import WhaleTokenizer
 
 enum Fixtures {
     static let root = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.path

@@ -1,7 +1,8 @@
 // Matrix kernel benchmark: GB/s of weight bytes read by `Linear.apply` for SmolLM2-135M's shapes, and the
 // matmul-only speed of a whole decode step and a 64-token prompt chunk. Built and run by
 // scripts/bench-kernels.sh in a throwaway package that depends on BlueWhale by path (timing never lives in
-// unit tests). Arguments: [seconds per measurement] (default 0.3).
+// unit tests). Arguments: [seconds per measurement (default 0.3)] [weight types to measure, comma-separated
+// (default all)].
 //
 // "cold" cycles through enough copies of a matrix to overflow the 32 MiB L3, as decode does (96 MB of
 // weights per token); "hot" repeats one matrix, which stays in L2 when it fits.
@@ -95,6 +96,7 @@ func measure(budget: Double, _ body: () -> Void) -> Double {
 }
 
 let budget = CommandLine.arguments.count > 1 ? Double(CommandLine.arguments[1])! : 0.3
+let onlyTypes = CommandLine.arguments.count > 2 ? Set(CommandLine.arguments[2].split(separator: ",").map(String.init)) : nil
 let pools = [1, 2].map { ThreadPool(threads: $0) }
 let workspace = LinearWorkspace()
 let l3Bytes = 32 << 20
@@ -125,7 +127,7 @@ print("weights GB/s = bytes of the matrix / time per call; cold = cycling throug
 print(
     pad("shape", 18) + pad("type", 6) + pad("tokens", 8) + pad("threads", 9) + pad("µs/call", 10)
         + pad("cold GB/s", 11) + pad("hot GB/s", 10) + "GOP/s")
-for (index, shape) in shapes.enumerated() {
+for (index, shape) in shapes.enumerated() where onlyTypes?.contains(shape.type.rawValue) ?? true {
     let bytes = shape.rows * shape.type.byteCount(elements: shape.columns)!
     let copies = max(1, (4 * l3Bytes) / bytes)
     let matrices = (0..<copies).map {
@@ -164,6 +166,14 @@ for (index, shape) in shapes.enumerated() {
                     + pad(fmt(Double(bytes) / hot / 1e9, 2), 10) + fmt(ops / cold / 1e9))
         }
     }
+}
+
+// MARK: - Thread pool
+
+print("\nthread pool: cost of one parallelFor with one chunk per thread and an empty body")
+for pool in pools {
+    let perCall = measure(budget: budget) { pool.parallelFor(pool.threadCount) { _ in } }
+    print("\(pool.threadCount) thread(s): \(fmt(perCall * 1e6, 2)) µs per call")
 }
 
 // MARK: - A whole model's matrices (SmolLM2-135M-Instruct.Q4_1: 30 layers + Q8_0 output head)

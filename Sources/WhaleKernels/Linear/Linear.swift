@@ -57,8 +57,7 @@ public enum Linear {
         case .f32, .f16, .bf16:
             pool.parallelFor(chunks) { chunk in FloatKernels.rows(job, input: input, rows: rowRange(chunk)) }
         default:
-            let format = activationFormat(weight.type)
-            let x = workspace.quantize(input, tokens: tokens, columns: weight.columns, as: format, pool: pool)
+            let x = workspace.quantize(input, tokens: tokens, columns: weight.columns, for: weight.type, pool: pool)
             pool.parallelFor(chunks) { chunk in
                 switch weight.type {
                 case .q4_K, .q6_K: KQuantKernels.rows(job, x, rows: rowRange(chunk))
@@ -77,14 +76,6 @@ public enum Linear {
         let rows = min(byWork, byBalance)
         // Whole groups of four rows keep the kernels on their unrolled path.
         return rows >= 8 ? rows & ~3 : rows
-    }
-
-    static func activationFormat(_ type: DType) -> ActivationFormat {
-        switch type {
-        case .q4_0, .q5_0, .q8_0: .q8_0
-        case .q4_1, .q5_1: .q8_1
-        default: .q8_K
-        }
     }
 
     static func unsupportedMessage(_ type: DType) -> String {

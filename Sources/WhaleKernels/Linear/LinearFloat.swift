@@ -60,7 +60,9 @@ enum FloatKernels {
     }
 
     @inline(__always)
-    static func run<F: FloatWeightFormat>(_ format: F.Type, _ job: LinearJob, _ x: UnsafePointer<Float>, _ rows: Range<Int>) {
+    static func run<F: FloatWeightFormat>(
+        _ format: F.Type, _ job: LinearJob, _ x: UnsafePointer<Float>, _ rows: Range<Int>
+    ) {
         var t = 0
         while job.tokens - t >= 4 {
             for r in rows {
@@ -97,11 +99,14 @@ enum FloatKernels {
         while c < n64 {
             a0.addProduct(F.load16(w + c &* size), xr.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self))
             a1.addProduct(
-                F.load16(w + (c &+ 16) &* size), xr.loadUnaligned(fromByteOffset: (c &+ 16) &* 4, as: SIMD16<Float>.self))
+                F.load16(w + (c &+ 16) &* size),
+                xr.loadUnaligned(fromByteOffset: (c &+ 16) &* 4, as: SIMD16<Float>.self))
             a2.addProduct(
-                F.load16(w + (c &+ 32) &* size), xr.loadUnaligned(fromByteOffset: (c &+ 32) &* 4, as: SIMD16<Float>.self))
+                F.load16(w + (c &+ 32) &* size),
+                xr.loadUnaligned(fromByteOffset: (c &+ 32) &* 4, as: SIMD16<Float>.self))
             a3.addProduct(
-                F.load16(w + (c &+ 48) &* size), xr.loadUnaligned(fromByteOffset: (c &+ 48) &* 4, as: SIMD16<Float>.self))
+                F.load16(w + (c &+ 48) &* size),
+                xr.loadUnaligned(fromByteOffset: (c &+ 48) &* 4, as: SIMD16<Float>.self))
             c &+= 64
         }
         let n16 = columns & ~15

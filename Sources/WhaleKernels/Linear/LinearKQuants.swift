@@ -1,14 +1,10 @@
-// Q4_K and Q6_K weights (256-element super-blocks) times Q8_K activations.
+// Q4_K and Q6_K weights (256-element super-blocks) times Q8_K activations, with the same pure SIMD
+// operations as the legacy kernels ([PURE_SIMD_OPS]).
 //
-// A super-block is unpacked once into eight vectors of 32 unsigned codes, then multiplied with each
-// token's int8 activations (`vpdpbusd`). Per-group scales and the Q4_K minimums / Q6_K's −32 are applied
-// in integers with the activations' 16-element sums (ggml's `bsums`), so only two float operations remain
-// per super-block; they differ from ggml's 8-lane float sums ([BLOCK_DOT_ORDER]) only in rounding.
-
-/// A super-block unpacked into codes: `codes[k]` holds elements `32k ..< 32k + 32`.
-struct SuperBlockCodes {
-    var c0, c1, c2, c3, c4, c5, c6, c7: SIMD32<UInt8>
-}
+// Within a super-block everything stays in integers: 16-bit products, summed in pairs into 32-bit lanes,
+// multiplied by the 6-bit (Q4_K) or int8 (Q6_K) group scales and accumulated; Q4_K's minimums and Q6_K's
+// −32 offset are applied with the activations' 16-element sums (ggml's `bsums`). One float multiply per
+// super-block remains, so results differ from ggml's 8-lane float sums ([BLOCK_DOT_ORDER]) only in rounding.
 
 enum KQuantKernels {
     static func rows(_ job: LinearJob, _ x: QuantizedActivations, rows: Range<Int>) {
@@ -21,47 +17,80 @@ enum KQuantKernels {
 
     // MARK: Q4_K
 
-    /// block_q4_K: d, dmin (f16), 12 bytes of 6-bit scales and mins, 128 bytes of nibbles (see
-    /// `Dequantize.q4_K`). y = d·sc·q − dmin·m.
+    /// block_q4_K (144 bytes): d, dmin (f16), 12 bytes of 6-bit scales and mins, 128 bytes of nibbles
+    /// (see `Dequantize.q4_K`). y = d·sc·q − dmin·m.
     @inline(never)
     static func q4_K(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
-        let blocks = job.columns / 256
         var t = 0
         while t < job.tokens {
-            let count = min(4, job.tokens - t)
+            let count = min(4, job.tokens &- t)
             for r in rows {
-                let w = job.weights + r * job.rowBytes
-                var sums = SIMD4<Float>()
-                for b in 0..<blocks {
-                    let block = w + b &* 144
-                    let codes = q4KCodes(block)
-                    let (scales, mins) = q4KScales(block)
-                    let d = Dequantize.half(block, 0)
-                    let dmin = Dequantize.half(block, 2)
-                    for k in 0..<count {
-                        let token = t &+ k
-                        let i = token &* x.layout.blocksPerToken &+ b
-                        let y = UnsafeRawPointer(x.values + token &* x.layout.columns + b &* 256)
-                        let groupSums = x.groupSums + i &* 16
-                        let isum = scaledDot(codes, y, scales: scales)
-                        var msum: Int32 = 0
-                        for g in 0..<8 {
-                            msum &+= Int32(truncatingIfNeeded: (mins &>> UInt64(8 &* g)) & 0xFF)
-                                &* (groupSums[2 &* g] &+ groupSums[2 &* g &+ 1])
-                        }
-                        let yd = x.scales[i]
-                        sums[k] += (d * yd) * Float(isum)
-                        sums[k] -= (dmin * yd) * Float(msum)
-                    }
-                }
-                for k in 0..<count { job.output[(t + k) * job.rows + r] = sums[k] }
+                let sums = q4KRow(job.weights + r &* job.rowBytes, x, token: t, count: count)
+                for k in 0..<count { job.output[(t &+ k) &* job.rows &+ r] = sums[k] }
             }
-            t += count
+            t &+= count
         }
     }
 
-    /// Scales (byte g = scale of group g) and mins, unpacked from the 12 bytes at offset 4 as
-    /// ggml's `utmp` trick does.
+    @inline(__always)
+    static func q4KRow(_ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int) -> SIMD4<Float> {
+        var sums = SIMD4<Float>()
+        let blocks = x.sizes.blocks
+        for b in 0..<blocks {
+            let block = w + b &* 144
+            let (scales, mins) = q4KScales(block)
+            let d = Dequantize.half(block, 0)
+            let dmin = Dequantize.half(block, 2)
+            var i0 = SIMD8<Int32>()
+            var i1 = SIMD8<Int32>()
+            var i2 = SIMD8<Int32>()
+            var i3 = SIMD8<Int32>()
+            for chunk in 0..<4 {
+                let codes = (block + (16 &+ 32 &* chunk)).loadUnaligned(as: SIMD16<UInt16>.self)
+                let c0 = unsafeBitCast(codes & 0x000F, to: SIMD16<Int16>.self)
+                let c1 = unsafeBitCast((codes &>> 4) & 0x000F, to: SIMD16<Int16>.self)
+                let c2 = unsafeBitCast((codes &>> 8) & 0x000F, to: SIMD16<Int16>.self)
+                let c3 = unsafeBitCast(codes &>> 12, to: SIMD16<Int16>.self)
+                let low = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: (scales &>> UInt64(16 &* chunk)) & 0xFF))
+                let high = SIMD8<Int32>(
+                    repeating: Int32(truncatingIfNeeded: (scales &>> UInt64(16 &* chunk &+ 8)) & 0xFF))
+                @inline(__always) func accumulate(_ acc: inout SIMD8<Int32>, _ k: Int) {
+                    let y = x.values(token: token &+ k) + (b &* 256 &+ chunk &* 64) &* 2
+                    let lowGroup =
+                        c0 &* y.load(as: SIMD16<Int16>.self) &+ c2 &* y.load(fromByteOffset: 64, as: SIMD16<Int16>.self)
+                    let highGroup =
+                        c1 &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self)
+                        &+ c3 &* y.load(fromByteOffset: 96, as: SIMD16<Int16>.self)
+                    acc &+= LegacyKernels.pairSums(lowGroup) &* low &+ LegacyKernels.pairSums(highGroup) &* high
+                }
+                accumulate(&i0, 0)
+                if count > 1 { accumulate(&i1, 1) }
+                if count > 2 { accumulate(&i2, 2) }
+                if count > 3 { accumulate(&i3, 3) }
+            }
+            @inline(__always) func finish(_ acc: SIMD8<Int32>, _ k: Int) -> Float {
+                let token = token &+ k
+                let yd = x.scales(token: token).load(fromByteOffset: b &* 4, as: Float.self)
+                let groupSums = x.groupSums + (token &* x.sizes.groupsPerToken &+ b &* 16)
+                var minimum: Int32 = 0
+                for g in 0..<8 {
+                    minimum &+=
+                        Int32(truncatingIfNeeded: (mins &>> UInt64(8 &* g)) & 0xFF)
+                        &* (groupSums[2 &* g] &+ groupSums[2 &* g &+ 1])
+                }
+                return (d * yd) * LegacyKernels.horizontalSum(LegacyKernels.wideFloat(acc))
+                    - (dmin * yd) * Float(minimum)
+            }
+            sums[0] += finish(i0, 0)
+            if count > 1 { sums[1] += finish(i1, 1) }
+            if count > 2 { sums[2] += finish(i2, 2) }
+            if count > 3 { sums[3] += finish(i3, 3) }
+        }
+        return sums
+    }
+
+    /// Scales (byte g = scale of group g) and mins, unpacked from the 12 bytes at offset 4 as ggml's
+    /// `utmp` trick does.
     @inline(__always)
     static func q4KScales(_ block: UnsafeRawPointer) -> (scales: UInt64, mins: UInt64) {
         let u0 = UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
@@ -74,115 +103,81 @@ enum KQuantKernels {
         return (UInt64(scalesLow) | UInt64(scalesHigh) << 32, UInt64(minsLow) | UInt64(minsHigh) << 32)
     }
 
-    @inline(__always)
-    static func q4KCodes(_ block: UnsafeRawPointer) -> SuperBlockCodes {
-        @inline(__always) func pair(_ chunk: Int) -> (SIMD32<UInt8>, SIMD32<UInt8>) {
-            let packed = block.loadUnaligned(fromByteOffset: 16 &+ 32 &* chunk, as: SIMD32<UInt8>.self)
-            return (packed & 0x0F, shiftRight4(packed))
-        }
-        let (c0, c1) = pair(0)
-        let (c2, c3) = pair(1)
-        let (c4, c5) = pair(2)
-        let (c6, c7) = pair(3)
-        return SuperBlockCodes(c0: c0, c1: c1, c2: c2, c3: c3, c4: c4, c5: c5, c6: c6, c7: c7)
-    }
-
-    /// Σ_g scale[g] · Σ_{i in group g} code_i · y_i for eight groups of 32.
-    @inline(__always)
-    static func scaledDot(_ codes: SuperBlockCodes, _ y: UnsafeRawPointer, scales: UInt64) -> Int32 {
-        @inline(__always) func scale(_ g: Int) -> Int32 { Int32(truncatingIfNeeded: (scales >> UInt64(8 * g)) & 0xFF) }
-        let d0 = scale(0) &* LegacyKernels.dot(codes.c0, y) &+ scale(1) &* LegacyKernels.dot(codes.c1, y + 32)
-        let d1 = scale(2) &* LegacyKernels.dot(codes.c2, y + 64) &+ scale(3) &* LegacyKernels.dot(codes.c3, y + 96)
-        let d2 = scale(4) &* LegacyKernels.dot(codes.c4, y + 128) &+ scale(5) &* LegacyKernels.dot(codes.c5, y + 160)
-        let d3 = scale(6) &* LegacyKernels.dot(codes.c6, y + 192) &+ scale(7) &* LegacyKernels.dot(codes.c7, y + 224)
-        return (d0 &+ d1) &+ (d2 &+ d3)
-    }
-
     // MARK: Q6_K
 
-    /// block_q6_K: ql (128 bytes, low nibbles), qh (64 bytes, two high bits each), 16 int8 scales, d (f16);
-    /// y = d·sc·(q − 32) (see `Dequantize.q6_K`).
+    /// block_q6_K (210 bytes): ql (128 bytes, low nibbles), qh (64 bytes, two high bits each), 16 int8
+    /// scales, d (f16); y = d·sc·(q − 32) (see `Dequantize.q6_K`).
     @inline(never)
     static func q6_K(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
-        let blocks = job.columns / 256
         var t = 0
         while t < job.tokens {
-            let count = min(4, job.tokens - t)
+            let count = min(4, job.tokens &- t)
             for r in rows {
-                let w = job.weights + r * job.rowBytes
-                var sums = SIMD4<Float>()
-                for b in 0..<blocks {
-                    let block = w + b &* 210
-                    let codes = q6KCodes(block)
-                    let d = Dequantize.half(block, 208)
-                    for k in 0..<count {
-                        let token = t &+ k
-                        let i = token &* x.layout.blocksPerToken &+ b
-                        let y = UnsafeRawPointer(x.values + token &* x.layout.columns + b &* 256)
-                        let isum = q6KDot(codes, y, block: block, groupSums: x.groupSums + i &* 16)
-                        sums[k] += (d * x.scales[i]) * Float(isum)
-                    }
-                }
-                for k in 0..<count { job.output[(t + k) * job.rows + r] = sums[k] }
+                let sums = q6KRow(job.weights + r &* job.rowBytes, x, token: t, count: count)
+                for k in 0..<count { job.output[(t &+ k) &* job.rows &+ r] = sums[k] }
             }
-            t += count
+            t &+= count
         }
     }
 
     @inline(__always)
-    static func q6KCodes(_ block: UnsafeRawPointer) -> SuperBlockCodes {
-        @inline(__always) func half(_ h: Int) -> (SIMD32<UInt8>, SIMD32<UInt8>, SIMD32<UInt8>, SIMD32<UInt8>) {
-            let low0 = block.loadUnaligned(fromByteOffset: 64 &* h, as: SIMD32<UInt8>.self)
-            let low1 = block.loadUnaligned(fromByteOffset: 64 &* h &+ 32, as: SIMD32<UInt8>.self)
-            let high = block.loadUnaligned(fromByteOffset: 128 &+ 32 &* h, as: SIMD32<UInt8>.self)
-            return (
-                (low0 & 0x0F) | (high & 0x03) &<< 4,
-                (low1 & 0x0F) | (high & 0x0C) &<< 2,
-                shiftRight4(low0) | (high & 0x30),
-                shiftRight4(low1) | shiftRight2(high & 0xC0)
-            )
+    static func q6KRow(_ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int) -> SIMD4<Float> {
+        var sums = SIMD4<Float>()
+        let blocks = x.sizes.blocks
+        for b in 0..<blocks {
+            let block = w + b &* 210
+            var i0 = SIMD8<Int32>()
+            var i1 = SIMD8<Int32>()
+            var i2 = SIMD8<Int32>()
+            var i3 = SIMD8<Int32>()
+            for half in 0..<2 {
+                let low0 = (block + 64 &* half).loadUnaligned(as: SIMD16<UInt16>.self)
+                let low1 = (block + (64 &* half &+ 32)).loadUnaligned(as: SIMD16<UInt16>.self)
+                let high = (block + (128 &+ 32 &* half)).loadUnaligned(as: SIMD16<UInt16>.self)
+                for quarter in 0..<4 {
+                    // Elements 32·quarter + 2k (even) and + 2k + 1 (odd) of this half, k < 16.
+                    let low = quarter & 1 == 0 ? low0 : low1
+                    let nibble = UInt16(4 &* (quarter &>> 1))
+                    let shift = UInt16(2 &* quarter)
+                    let even = unsafeBitCast(
+                        ((low &>> nibble) & 0x000F) | (((high &>> shift) & 0x0003) &<< 4), to: SIMD16<Int16>.self)
+                    let odd = unsafeBitCast(
+                        ((low &>> (nibble &+ 8)) & 0x000F) | (((high &>> (shift &+ 8)) & 0x0003) &<< 4),
+                        to: SIMD16<Int16>.self)
+                    let group = 8 &* half &+ 2 &* quarter
+                    let scale = SIMD8<Int32>(
+                        lowHalf: SIMD4(repeating: Int32(block.load(fromByteOffset: 192 &+ group, as: Int8.self))),
+                        highHalf: SIMD4(repeating: Int32(block.load(fromByteOffset: 193 &+ group, as: Int8.self))))
+                    let offset = (b &* 256 &+ 128 &* half &+ 32 &* quarter) &* 2
+                    @inline(__always) func accumulate(_ acc: inout SIMD8<Int32>, _ k: Int) {
+                        let y = x.values(token: token &+ k) + offset
+                        let p =
+                            even &* y.load(as: SIMD16<Int16>.self) &+ odd
+                            &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self)
+                        acc &+= LegacyKernels.pairSums(p) &* scale
+                    }
+                    accumulate(&i0, 0)
+                    if count > 1 { accumulate(&i1, 1) }
+                    if count > 2 { accumulate(&i2, 2) }
+                    if count > 3 { accumulate(&i3, 3) }
+                }
+            }
+            let d = Dequantize.half(block, 208)
+            @inline(__always) func finish(_ acc: SIMD8<Int32>, _ k: Int) -> Float {
+                let token = token &+ k
+                let yd = x.scales(token: token).load(fromByteOffset: b &* 4, as: Float.self)
+                let groupSums = x.groupSums + (token &* x.sizes.groupsPerToken &+ b &* 16)
+                var offset: Int32 = 0
+                for g in 0..<16 {
+                    offset &+= Int32(block.load(fromByteOffset: 192 &+ g, as: Int8.self)) &* groupSums[g]
+                }
+                return (d * yd) * (LegacyKernels.horizontalSum(LegacyKernels.wideFloat(acc)) - 32 * Float(offset))
+            }
+            sums[0] += finish(i0, 0)
+            if count > 1 { sums[1] += finish(i1, 1) }
+            if count > 2 { sums[2] += finish(i2, 2) }
+            if count > 3 { sums[3] += finish(i3, 3) }
         }
-        let (c0, c1, c2, c3) = half(0)
-        let (c4, c5, c6, c7) = half(1)
-        return SuperBlockCodes(c0: c0, c1: c1, c2: c2, c3: c3, c4: c4, c5: c5, c6: c6, c7: c7)
-    }
-
-    /// Σ_g scale[g] · Σ_{i in group g} (code_i − 32) · y_i for sixteen groups of 16.
-    @inline(__always)
-    static func q6KDot(
-        _ codes: SuperBlockCodes, _ y: UnsafeRawPointer, block: UnsafeRawPointer, groupSums: UnsafePointer<Int32>
-    ) -> Int32 {
-        let scales = block.loadUnaligned(fromByteOffset: 192, as: SIMD16<Int8>.self)
-        @inline(__always) func pair(_ c: SIMD32<UInt8>, _ k: Int) -> Int32 {
-            let g = 2 &* k
-            let low = dot16(c.lowHalf, y + 32 &* k) &- 32 &* groupSums[g]
-            let high = dot16(c.highHalf, y + (32 &* k &+ 16)) &- 32 &* groupSums[g &+ 1]
-            return Int32(scales[g]) &* low &+ Int32(scales[g &+ 1]) &* high
-        }
-        let s0 = pair(codes.c0, 0) &+ pair(codes.c1, 1)
-        let s1 = pair(codes.c2, 2) &+ pair(codes.c3, 3)
-        let s2 = pair(codes.c4, 4) &+ pair(codes.c5, 5)
-        let s3 = pair(codes.c6, 6) &+ pair(codes.c7, 7)
-        return (s0 &+ s1) &+ (s2 &+ s3)
-    }
-
-    // MARK: Helpers
-
-    @inline(__always)
-    static func dot16(_ codes: SIMD16<UInt8>, _ y: UnsafeRawPointer) -> Int32 {
-        let activations = y.load(as: SIMD16<Int8>.self)
-        return (SIMD16<Int32>(truncatingIfNeeded: codes) &* SIMD16<Int32>(truncatingIfNeeded: activations))
-            .wrappedSum()
-    }
-
-    /// Each byte's high nibble, shifted down (x86 has no byte shift; a 16-bit shift plus mask is one).
-    @inline(__always)
-    static func shiftRight4(_ v: SIMD32<UInt8>) -> SIMD32<UInt8> {
-        unsafeBitCast(unsafeBitCast(v, to: SIMD16<UInt16>.self) &>> 4, to: SIMD32<UInt8>.self) & 0x0F
-    }
-
-    @inline(__always)
-    static func shiftRight2(_ v: SIMD32<UInt8>) -> SIMD32<UInt8> {
-        unsafeBitCast(unsafeBitCast(v, to: SIMD16<UInt16>.self) &>> 2, to: SIMD32<UInt8>.self) & 0x3F
+        return sums
     }
 }

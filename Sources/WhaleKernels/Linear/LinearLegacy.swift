@@ -1,21 +1,68 @@
 // Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights (32-element blocks) times Q8_0 / Q8_1 activations.
 //
-// Every block is turned into 32 unsigned bytes ("codes") and multiplied with the int8 activations by
-// `dot` below, which LLVM compiles to one `vpdpbusd` (u8 × s8, AVX-512 VNNI) plus a horizontal add. Signed
-// weights are shifted into unsigned range and the shift is taken back with the activations' block sum:
-// Σ (c − z) · y = Σ c · y − z · Σ y, exact in integers. Q8_0 codes are `w ^ 0x80 = w + 128`.
+// [PURE_SIMD_OPS] The kernels use only loads, bit casts and lane-wise integer and float arithmetic on
+// concrete SIMD types, which the standard library maps straight to LLVM vector instructions. Its generic
+// conversions (`SIMD32<Int32>(truncatingIfNeeded:)`, …) are element loops that become vector code only if
+// LLVM happens to inline them: measured, they stayed calls inside the loop in a package build (0.1 GB/s)
+// and turned into shuffle storms in a whole-module one. Widening is done instead with masks and shifts
+// on 16-bit lanes, products with 16-bit multiplies, and int → float with the 2²³ + 2²² bias trick.
 //
-// The float steps per block are exactly those of `Linear.reference` ([BLOCK_DOT_ORDER]) and each row's
-// sum runs over blocks in order, so for these types `apply` and `reference` agree bit for bit.
+// Two blocks of 4-bit codes fill one 256-bit vector of 16-bit lanes (four nibbles each); the
+// activations are pre-arranged to match (`ActivationLayout.nibblePairs`), so a block pair costs four
+// `vpmullw`. Each weight block is unpacked once for up to four tokens.
+//
+// The float steps differ from the reference's ([BLOCK_DOT_ORDER]) only in summation order: each row keeps
+// eight float lanes and reduces them at the end.
 
-/// How one 32-element weight block type turns into codes and a float contribution.
-protocol LegacyBlockFormat {
-    /// Bytes per block.
+/// A 32-element block type whose values are 4-bit codes (plus a fifth bit for Q5), with `y = d·code + m`
+/// (Q4_1, Q5_1) or `y = d·(code − zeroPoint)` (Q4_0, Q5_0; `m` is then taken as `d` and the zero point is
+/// folded into the activations' `s`).
+protocol NibbleBlockFormat {
     static var blockBytes: Int { get }
-    /// The block's 32 values in element order as unsigned codes (value + zero point).
-    static func codes(_ block: UnsafeRawPointer) -> SIMD32<UInt8>
-    /// The block's contribution to the row sum, given `dot = Σ code · y` (exact) and the activations' block.
-    static func contribution(_ block: UnsafeRawPointer, dot: Int32, _ x: QuantizedActivations, _ index: Int) -> Float
+    /// Offset of the 16 packed nibble bytes.
+    static var nibblesOffset: Int { get }
+    /// The block's float16 d (low half) and m-or-d (high half) as one 32-bit word.
+    static func scaleWord(_ block: UnsafeRawPointer) -> UInt32
+    /// Whether the block has a 32-bit word of fifth bits at offset `nibblesOffset − 4`.
+    static var hasFifthBits: Bool { get }
+}
+
+enum Q4_0Format: NibbleBlockFormat {
+    static var blockBytes: Int { 18 }
+    static var nibblesOffset: Int { 2 }
+    static var hasFifthBits: Bool { false }
+    @inline(__always) static func scaleWord(_ block: UnsafeRawPointer) -> UInt32 {
+        let d = UInt32(block.loadUnaligned(as: UInt16.self))
+        return d | d &<< 16
+    }
+}
+
+enum Q4_1Format: NibbleBlockFormat {
+    static var blockBytes: Int { 20 }
+    static var nibblesOffset: Int { 4 }
+    static var hasFifthBits: Bool { false }
+    @inline(__always) static func scaleWord(_ block: UnsafeRawPointer) -> UInt32 {
+        block.loadUnaligned(as: UInt32.self)
+    }
+}
+
+enum Q5_0Format: NibbleBlockFormat {
+    static var blockBytes: Int { 22 }
+    static var nibblesOffset: Int { 6 }
+    static var hasFifthBits: Bool { true }
+    @inline(__always) static func scaleWord(_ block: UnsafeRawPointer) -> UInt32 {
+        let d = UInt32(block.loadUnaligned(as: UInt16.self))
+        return d | d &<< 16
+    }
+}
+
+enum Q5_1Format: NibbleBlockFormat {
+    static var blockBytes: Int { 24 }
+    static var nibblesOffset: Int { 8 }
+    static var hasFifthBits: Bool { true }
+    @inline(__always) static func scaleWord(_ block: UnsafeRawPointer) -> UInt32 {
+        block.loadUnaligned(as: UInt32.self)
+    }
 }
 
 enum LegacyKernels {
@@ -32,200 +79,253 @@ enum LegacyKernels {
 
     // One non-generic entry point per type, so each gets its own fully specialized loop.
     @inline(never) static func q4_0(_ j: LinearJob, _ x: QuantizedActivations, _ r: Range<Int>) {
-        run(Q4_0Block.self, j, x, r)
+        nibbleRows(Q4_0Format.self, j, x, r)
     }
     @inline(never) static func q4_1(_ j: LinearJob, _ x: QuantizedActivations, _ r: Range<Int>) {
-        run(Q4_1Block.self, j, x, r)
+        nibbleRows(Q4_1Format.self, j, x, r)
     }
     @inline(never) static func q5_0(_ j: LinearJob, _ x: QuantizedActivations, _ r: Range<Int>) {
-        run(Q5_0Block.self, j, x, r)
+        nibbleRows(Q5_0Format.self, j, x, r)
     }
     @inline(never) static func q5_1(_ j: LinearJob, _ x: QuantizedActivations, _ r: Range<Int>) {
-        run(Q5_1Block.self, j, x, r)
-    }
-    @inline(never) static func q8_0(_ j: LinearJob, _ x: QuantizedActivations, _ r: Range<Int>) {
-        run(Q8_0Block.self, j, x, r)
+        nibbleRows(Q5_1Format.self, j, x, r)
     }
 
-    /// Rows `rows` for every token: tokens in groups of four share each unpacked weight block.
+    // MARK: Nibble blocks
+
+    /// Rows `rows` for every token: tiles of four tokens share each unpacked block pair; the remaining
+    /// tokens go one at a time.
     @inline(__always)
-    static func run<F: LegacyBlockFormat>(_ format: F.Type, _ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
-        let blocks = job.columns / 32
+    static func nibbleRows<F: NibbleBlockFormat>(
+        _ format: F.Type, _ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>
+    ) {
+        let blocks = x.sizes.blocks
         var t = 0
-        while job.tokens - t >= 4 {
+        while job.tokens &- t >= 4 {
             for r in rows {
-                let sums = row4(format, job.weights + r * job.rowBytes, blocks: blocks, x, token: t)
-                job.output[t * job.rows + r] = sums.0
-                job.output[(t + 1) * job.rows + r] = sums.1
-                job.output[(t + 2) * job.rows + r] = sums.2
-                job.output[(t + 3) * job.rows + r] = sums.3
+                let sums = nibbleRow4(format, job.weights + r &* job.rowBytes, blocks: blocks, x, token: t)
+                for k in 0..<4 { job.output[(t &+ k) &* job.rows &+ r] = sums[k] }
             }
-            t += 4
+            t &+= 4
         }
         while t < job.tokens {
-            var r = rows.lowerBound
-            while rows.upperBound - r >= 2 {
-                let sums = row2x1(format, job.weights + r * job.rowBytes, rowBytes: job.rowBytes, blocks: blocks, x, token: t)
-                job.output[t * job.rows + r] = sums.0
-                job.output[t * job.rows + r + 1] = sums.1
-                r += 2
+            for r in rows {
+                job.output[t &* job.rows &+ r] = nibbleRow1(
+                    format, job.weights + r &* job.rowBytes, blocks: blocks, x, token: t)
             }
-            if r < rows.upperBound {
-                job.output[t * job.rows + r] = row1(format, job.weights + r * job.rowBytes, blocks: blocks, x, token: t)
-            }
-            t += 1
+            t &+= 1
         }
     }
 
+    /// A pair of weight blocks unpacked: four vectors of codes (see `ActivationLayout.nibblePairs`), the
+    /// blocks' (d_A, m_A, d_B, m_B) and d_A, d_B spread over the lanes their sums land in.
+    struct NibblePair {
+        var c0, c1, c2, c3: SIMD16<Int16>
+        var dm: SIMD4<Float>
+        var d: SIMD8<Float>
+    }
+
+    /// Blocks `2·pair` and `2·pair + 1`, or only the first (`single`, for an odd block count).
     @inline(__always)
-    static func row1<F: LegacyBlockFormat>(
+    static func nibblePair<F: NibbleBlockFormat>(_ format: F.Type, _ w: UnsafeRawPointer, pair: Int, single: Bool)
+        -> NibblePair
+    {
+        let a = w + (2 &* pair) &* F.blockBytes
+        let b = a + F.blockBytes
+        let low = (a + F.nibblesOffset).loadUnaligned(as: SIMD8<UInt16>.self)
+        let codes = SIMD16(
+            lowHalf: low, highHalf: single ? .zero : (b + F.nibblesOffset).loadUnaligned(as: SIMD8<UInt16>.self))
+        var n0 = codes & 0x000F
+        var n1 = (codes &>> 4) & 0x000F
+        var n2 = (codes &>> 8) & 0x000F
+        var n3 = codes &>> 12
+        if F.hasFifthBits {
+            let qhA = (a + (F.nibblesOffset &- 4)).loadUnaligned(as: UInt32.self)
+            let qhB = single ? 0 : (b + (F.nibblesOffset &- 4)).loadUnaligned(as: UInt32.self)
+            addFifthBits(&n0, &n1, &n2, &n3, qhA, qhB)
+        }
+        let words = SIMD2(F.scaleWord(a), single ? 0 : F.scaleWord(b))
+        let dm = SIMD4<Float>(unsafeBitCast(words, to: SIMD4<Float16>.self))
+        return NibblePair(
+            c0: unsafeBitCast(n0, to: SIMD16<Int16>.self), c1: unsafeBitCast(n1, to: SIMD16<Int16>.self),
+            c2: unsafeBitCast(n2, to: SIMD16<Int16>.self), c3: unsafeBitCast(n3, to: SIMD16<Int16>.self), dm: dm,
+            d: SIMD8(dm[0], dm[0], dm[0], dm[0], dm[2], dm[2], dm[2], dm[2]))
+    }
+
+    /// Adds one token's products with a block pair: `y` is the pair's 64 activation values, `s` its 16
+    /// scale floats (`QuantizedActivations.quantize`).
+    @inline(__always)
+    static func accumulate(
+        _ p: NibblePair, _ y: UnsafeRawPointer, _ s: UnsafeRawPointer, _ acc: inout SIMD8<Float>,
+        _ minimums: inout SIMD4<Float>
+    ) {
+        let products =
+            (p.c0 &* y.load(as: SIMD16<Int16>.self) &+ p.c1 &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self))
+            &+ (p.c2 &* y.load(fromByteOffset: 64, as: SIMD16<Int16>.self)
+                &+ p.c3 &* y.load(fromByteOffset: 96, as: SIMD16<Int16>.self))
+        // Sums of four products of codes < 32 and |q| ≤ 127 fit in 16 bits, so the pair sum can use the
+        // multiply form: the high half of p · 0x10001 is lo + hi.
+        let p32 = unsafeBitCast(products, to: SIMD8<Int32>.self)
+        let lanes = (p32 &* 0x0001_0001) &>> 16
+        acc.addProduct(p.d * s.load(as: SIMD8<Float>.self), exactFloat(lanes))
+        minimums.addProduct(p.dm, s.load(fromByteOffset: 32, as: SIMD4<Float>.self))
+    }
+
+    @inline(__always)
+    static func nibbleRow1<F: NibbleBlockFormat>(
         _ format: F.Type, _ w: UnsafeRawPointer, blocks: Int, _ x: QuantizedActivations, token: Int
     ) -> Float {
-        let y = UnsafeRawPointer(x.values + token * x.layout.columns)
-        let first = token * x.layout.blocksPerToken
-        var sum: Float = 0
-        var b = 0
-        while b < blocks {
-            let block = w + b &* F.blockBytes
-            sum += F.contribution(block, dot: dot(F.codes(block), y + b &* 32), x, first &+ b)
-            b &+= 1
+        var acc = SIMD8<Float>()
+        var minimums = SIMD4<Float>()
+        let y = x.values(token: token)
+        let s = x.scales(token: token)
+        let pairs = blocks &>> 1
+        var pair = 0
+        while pair < pairs {
+            let p = nibblePair(format, w, pair: pair, single: false)
+            accumulate(p, y + pair &* 128, s + pair &* 64, &acc, &minimums)
+            pair &+= 1
         }
-        return sum
-    }
-
-    /// Two adjacent rows, one token: two independent chains of float adds keep the core busy.
-    @inline(__always)
-    static func row2x1<F: LegacyBlockFormat>(
-        _ format: F.Type, _ w: UnsafeRawPointer, rowBytes: Int, blocks: Int, _ x: QuantizedActivations, token: Int
-    ) -> (Float, Float) {
-        let y = UnsafeRawPointer(x.values + token * x.layout.columns)
-        let first = token * x.layout.blocksPerToken
-        let w1 = w + rowBytes
-        var sum0: Float = 0
-        var sum1: Float = 0
-        var b = 0
-        while b < blocks {
-            let block0 = w + b &* F.blockBytes
-            let block1 = w1 + b &* F.blockBytes
-            let yb = y + b &* 32
-            sum0 += F.contribution(block0, dot: dot(F.codes(block0), yb), x, first &+ b)
-            sum1 += F.contribution(block1, dot: dot(F.codes(block1), yb), x, first &+ b)
-            b &+= 1
+        if blocks & 1 == 1 {
+            let p = nibblePair(format, w, pair: pair, single: true)
+            accumulate(p, y + pair &* 128, s + pair &* 64, &acc, &minimums)
         }
-        return (sum0, sum1)
+        return horizontalSum(acc) + ((minimums[0] + minimums[2]) + (minimums[1] + minimums[3]))
     }
 
     @inline(__always)
-    static func row4<F: LegacyBlockFormat>(
+    static func nibbleRow4<F: NibbleBlockFormat>(
         _ format: F.Type, _ w: UnsafeRawPointer, blocks: Int, _ x: QuantizedActivations, token: Int
-    ) -> (Float, Float, Float, Float) {
-        let columns = x.layout.columns
-        let y0 = UnsafeRawPointer(x.values + token * columns)
-        let y1 = y0 + columns
-        let y2 = y1 + columns
-        let y3 = y2 + columns
-        let perToken = x.layout.blocksPerToken
-        let first = token * perToken
-        var s0: Float = 0
-        var s1: Float = 0
-        var s2: Float = 0
-        var s3: Float = 0
+    ) -> SIMD4<Float> {
+        var acc0 = SIMD8<Float>()
+        var acc1 = SIMD8<Float>()
+        var acc2 = SIMD8<Float>()
+        var acc3 = SIMD8<Float>()
+        var m0 = SIMD4<Float>()
+        var m1 = SIMD4<Float>()
+        var m2 = SIMD4<Float>()
+        var m3 = SIMD4<Float>()
+        let y0 = x.values(token: token)
+        let s0 = x.scales(token: token)
+        let valueStride = x.sizes.valuesPerToken &* 2
+        let scaleStride = x.sizes.scalesPerToken &* 4
+        let pairs = (blocks &+ 1) &>> 1
+        var pair = 0
+        while pair < pairs {
+            let p = nibblePair(format, w, pair: pair, single: 2 &* pair &+ 1 == blocks)
+            let y = y0 + pair &* 128
+            let s = s0 + pair &* 64
+            accumulate(p, y, s, &acc0, &m0)
+            accumulate(p, y + valueStride, s + scaleStride, &acc1, &m1)
+            accumulate(p, y + 2 &* valueStride, s + 2 &* scaleStride, &acc2, &m2)
+            accumulate(p, y + 3 &* valueStride, s + 3 &* scaleStride, &acc3, &m3)
+            pair &+= 1
+        }
+        @inline(__always) func total(_ acc: SIMD8<Float>, _ m: SIMD4<Float>) -> Float {
+            horizontalSum(acc) + ((m[0] + m[2]) + (m[1] + m[3]))
+        }
+        return SIMD4(total(acc0, m0), total(acc1, m1), total(acc2, m2), total(acc3, m3))
+    }
+
+    /// ORs the fifth bit (16) into each code: bit e of a block's `qh` belongs to its element e, and lane k
+    /// of n0…n3 holds elements 2k, 2k + 16, 2k + 1, 2k + 17 (k < 8 block A, else block B).
+    @inline(__always)
+    static func addFifthBits(
+        _ n0: inout SIMD16<UInt16>, _ n1: inout SIMD16<UInt16>, _ n2: inout SIMD16<UInt16>,
+        _ n3: inout SIMD16<UInt16>, _ qhA: UInt32, _ qhB: UInt32
+    ) {
+        let low = SIMD16<UInt16>(
+            lowHalf: SIMD8(repeating: UInt16(truncatingIfNeeded: qhA)),
+            highHalf: SIMD8(repeating: UInt16(truncatingIfNeeded: qhB)))
+        let high = SIMD16<UInt16>(
+            lowHalf: SIMD8(repeating: UInt16(truncatingIfNeeded: qhA &>> 16)),
+            highHalf: SIMD8(repeating: UInt16(truncatingIfNeeded: qhB &>> 16)))
+        let even = SIMD16<UInt16>(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14)
+        let odd = even &+ 1
+        n0 |= ((low &>> even) &<< 4) & 0x10
+        n1 |= ((high &>> even) &<< 4) & 0x10
+        n2 |= ((low &>> odd) &<< 4) & 0x10
+        n3 |= ((high &>> odd) &<< 4) & 0x10
+    }
+
+    // MARK: Q8_0
+
+    @inline(never)
+    static func q8_0(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
+        var t = 0
+        while t < job.tokens {
+            let count = min(4, job.tokens &- t)
+            for r in rows {
+                let sums = q8_0Row(job.weights + r &* job.rowBytes, blocks: x.sizes.blocks, x, token: t, count: count)
+                for k in 0..<count { job.output[(t &+ k) &* job.rows &+ r] = sums[k] }
+            }
+            t &+= count
+        }
+    }
+
+    /// block_q8_0 (34 bytes): d (f16), 32 int8. Activations in even/odd order.
+    @inline(__always)
+    static func q8_0Row(_ w: UnsafeRawPointer, blocks: Int, _ x: QuantizedActivations, token: Int, count: Int)
+        -> SIMD4<Float>
+    {
+        var acc0 = SIMD8<Float>()
+        var acc1 = SIMD8<Float>()
+        var acc2 = SIMD8<Float>()
+        var acc3 = SIMD8<Float>()
+        let y0 = x.values(token: token)
+        let s0 = x.scales(token: token)
+        let valueStride = x.sizes.valuesPerToken &* 2
+        let scaleStride = x.sizes.scalesPerToken &* 4
         var b = 0
         while b < blocks {
-            let block = w + b &* F.blockBytes
-            let codes = F.codes(block)
-            let offset = b &* 32
-            let i = first &+ b
-            s0 += F.contribution(block, dot: dot(codes, y0 + offset), x, i)
-            s1 += F.contribution(block, dot: dot(codes, y1 + offset), x, i &+ perToken)
-            s2 += F.contribution(block, dot: dot(codes, y2 + offset), x, i &+ 2 &* perToken)
-            s3 += F.contribution(block, dot: dot(codes, y3 + offset), x, i &+ 3 &* perToken)
+            let block = w + b &* 34
+            let packed = (block + 2).loadUnaligned(as: SIMD16<Int16>.self)
+            let even = (packed &<< 8) &>> 8
+            let odd = packed &>> 8
+            let d = Dequantize.half(block, 0)
+            @inline(__always) func accumulate(_ acc: inout SIMD8<Float>, _ k: Int) {
+                let y = y0 + (k &* valueStride &+ b &* 64)
+                let lanes = pairSums(
+                    even &* y.load(as: SIMD16<Int16>.self) &+ odd &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self))
+                let scale = d * (s0 + k &* scaleStride).load(fromByteOffset: b &* 4, as: Float.self)
+                acc.addProduct(SIMD8(repeating: scale), exactFloat(lanes))
+            }
+            accumulate(&acc0, 0)
+            if count > 1 { accumulate(&acc1, 1) }
+            if count > 2 { accumulate(&acc2, 2) }
+            if count > 3 { accumulate(&acc3, 3) }
             b &+= 1
         }
-        return (s0, s1, s2, s3)
+        return SIMD4(horizontalSum(acc0), horizontalSum(acc1), horizontalSum(acc2), horizontalSum(acc3))
     }
 
-    /// Σ codes[i] · y[i] over 32 values: unsigned × signed bytes, widened and summed — `vpdpbusd` with VNNI.
+    // MARK: Shared helpers
+
+    /// Adjacent 16-bit lanes summed into 32-bit lanes (sign-extending both halves).
     @inline(__always)
-    static func dot(_ codes: SIMD32<UInt8>, _ y: UnsafeRawPointer) -> Int32 {
-        let activations = y.load(as: SIMD32<Int8>.self)
-        return (SIMD32<Int32>(truncatingIfNeeded: codes) &* SIMD32<Int32>(truncatingIfNeeded: activations))
-            .wrappedSum()
+    static func pairSums(_ p: SIMD16<Int16>) -> SIMD8<Int32> {
+        let p32 = unsafeBitCast(p, to: SIMD8<Int32>.self)
+        return ((p32 &<< 16) &>> 16) &+ (p32 &>> 16)
     }
 
-    /// 16 packed bytes → 32 nibbles: low nibbles are elements 0–15, high nibbles 16–31 (ggml's order).
+    /// Int32 → Float, exact for |v| < 2²²: adding 2²³ + 2²² puts v in the mantissa of a float.
     @inline(__always)
-    static func nibbles(_ packed: UnsafeRawPointer) -> SIMD32<UInt8> {
-        let raw = packed.loadUnaligned(as: SIMD16<UInt8>.self)
-        let high = unsafeBitCast(unsafeBitCast(raw, to: SIMD8<UInt16>.self) &>> 4, to: SIMD16<UInt8>.self)
-        return SIMD32(lowHalf: raw & 0x0F, highHalf: high & 0x0F)
+    static func exactFloat(_ v: SIMD8<Int32>) -> SIMD8<Float> {
+        unsafeBitCast(v &+ 0x4B40_0000, to: SIMD8<Float>.self) - SIMD8(repeating: 12_582_912)
     }
 
-    /// The fifth bits of a Q5 block: byte i is 16 if bit i of `qh` is set, else 0.
+    /// Int32 → Float for any value (rounded once): the high and low 16 bits converted exactly, then joined.
     @inline(__always)
-    static func fifthBits(_ qh: UInt32) -> SIMD32<UInt8> {
-        // Multiplying a byte by 0x0101…01 copies it into all eight bytes; the mask keeps bit k in byte k.
-        @inline(__always) func spread(_ byte: UInt32) -> UInt64 {
-            (UInt64(byte & 0xFF) &* 0x0101_0101_0101_0101) & 0x8040_2010_0804_0201
-        }
-        let words = SIMD4<UInt64>(spread(qh), spread(qh >> 8), spread(qh >> 16), spread(qh >> 24))
-        let bytes = unsafeBitCast(words, to: SIMD32<UInt8>.self)
-        // A byte is 0 or a power of two ≤ 128: adding 127 sets bit 7 exactly when it is not 0.
-        return ((bytes &+ 0x7F) & 0x80) &>> 3
+    static func wideFloat(_ v: SIMD8<Int32>) -> SIMD8<Float> {
+        let high = exactFloat(v &>> 16)
+        let low = exactFloat(v & 0xFFFF)
+        return high * SIMD8(repeating: 65536) + low
     }
-}
 
-enum Q4_0Block: LegacyBlockFormat {
-    static var blockBytes: Int { 18 }
-    @inline(__always) static func codes(_ block: UnsafeRawPointer) -> SIMD32<UInt8> {
-        LegacyKernels.nibbles(block + 2)
-    }
+    /// Sum of eight lanes as a tree (`SIMD.sum()` adds them one by one).
     @inline(__always)
-    static func contribution(_ block: UnsafeRawPointer, dot: Int32, _ x: QuantizedActivations, _ i: Int) -> Float {
-        Float(dot &- 8 &* x.groupSums[i]) * Dequantize.half(block, 0) * x.scales[i]
-    }
-}
-
-enum Q4_1Block: LegacyBlockFormat {
-    static var blockBytes: Int { 20 }
-    @inline(__always) static func codes(_ block: UnsafeRawPointer) -> SIMD32<UInt8> {
-        LegacyKernels.nibbles(block + 4)
-    }
-    @inline(__always)
-    static func contribution(_ block: UnsafeRawPointer, dot: Int32, _ x: QuantizedActivations, _ i: Int) -> Float {
-        (Dequantize.half(block, 0) * x.scales[i]) * Float(dot) + Dequantize.half(block, 2) * x.offsets[i]
-    }
-}
-
-enum Q5_0Block: LegacyBlockFormat {
-    static var blockBytes: Int { 22 }
-    @inline(__always) static func codes(_ block: UnsafeRawPointer) -> SIMD32<UInt8> {
-        LegacyKernels.nibbles(block + 6) | LegacyKernels.fifthBits(block.loadUnaligned(fromByteOffset: 2, as: UInt32.self))
-    }
-    @inline(__always)
-    static func contribution(_ block: UnsafeRawPointer, dot: Int32, _ x: QuantizedActivations, _ i: Int) -> Float {
-        (Dequantize.half(block, 0) * x.scales[i]) * Float(dot &- 16 &* x.groupSums[i])
-    }
-}
-
-enum Q5_1Block: LegacyBlockFormat {
-    static var blockBytes: Int { 24 }
-    @inline(__always) static func codes(_ block: UnsafeRawPointer) -> SIMD32<UInt8> {
-        LegacyKernels.nibbles(block + 8) | LegacyKernels.fifthBits(block.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-    }
-    @inline(__always)
-    static func contribution(_ block: UnsafeRawPointer, dot: Int32, _ x: QuantizedActivations, _ i: Int) -> Float {
-        (Dequantize.half(block, 0) * x.scales[i]) * Float(dot) + Dequantize.half(block, 2) * x.offsets[i]
-    }
-}
-
-enum Q8_0Block: LegacyBlockFormat {
-    static var blockBytes: Int { 34 }
-    @inline(__always) static func codes(_ block: UnsafeRawPointer) -> SIMD32<UInt8> {
-        block.loadUnaligned(fromByteOffset: 2, as: SIMD32<UInt8>.self) ^ 0x80
-    }
-    @inline(__always)
-    static func contribution(_ block: UnsafeRawPointer, dot: Int32, _ x: QuantizedActivations, _ i: Int) -> Float {
-        Float(dot &- 128 &* x.groupSums[i]) * (Dequantize.half(block, 0) * x.scales[i])
+    static func horizontalSum(_ v: SIMD8<Float>) -> Float {
+        let v4 = v.lowHalf + v.highHalf
+        return (v4[0] + v4[2]) + (v4[1] + v4[3])
     }
 }

@@ -35,33 +35,34 @@ extension Linear {
                 }
             }
         default:
-            let format = activationFormat(weight.type)
+            let superBlocks = weight.type.blockSize == 256
             for t in 0..<tokens {
-                let x = ReferenceActivations(input + t * columns, count: columns, format: format)
+                let x = ReferenceActivations(input + t * columns, count: columns, superBlocks: superBlocks)
                 for r in 0..<rows {
                     let w = weight.data + r * weight.rowBytes
-                    output[t * rows + r] = ReferenceDot.row(weight.type, w, x, blocks: columns / format.blockSize)
+                    output[t * rows + r] = ReferenceDot.row(weight.type, w, x, blocks: columns / weight.type.blockSize)
                 }
             }
         }
     }
 }
 
-/// One token's activations quantized by the scalar reference quantizers.
+/// One token's activations quantized by the scalar reference quantizers: Q8_0 / Q8_1 (32-element blocks;
+/// `offsets` holds Q8_1's `s`, `groupSums` Σq per block) or Q8_K (`superBlocks`; `groupSums` per 16).
 struct ReferenceActivations {
     var values: [Int8]
     var scales: [Float]
     var offsets: [Float]
     var groupSums: [Int32]
 
-    init(_ x: UnsafePointer<Float>, count: Int, format: ActivationFormat) {
+    init(_ x: UnsafePointer<Float>, count: Int, superBlocks: Bool) {
         values = [Int8](repeating: 0, count: count)
-        let blocks = count / format.blockSize
+        let blocks = count / (superBlocks ? 256 : 32)
         scales = [Float](repeating: 0, count: blocks)
         offsets = [Float](repeating: 0, count: blocks)
-        groupSums = [Int32](repeating: 0, count: count / format.groupSize)
+        groupSums = [Int32](repeating: 0, count: count / (superBlocks ? 16 : 32))
         for b in 0..<blocks {
-            if format == .q8_K {
+            if superBlocks {
                 quantizeQ8K(x + b * 256, block: b)
             } else {
                 quantizeQ8(x + b * 32, block: b)

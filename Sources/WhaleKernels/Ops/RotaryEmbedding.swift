@@ -48,7 +48,8 @@ public struct RotaryEmbedding: Sendable {
             let wavelength = 2 * Double.pi / frequency
             if wavelength < highWavelength { return f }
             if wavelength > lowWavelength { return Float(frequency / factor) }
-            let smooth = (originalContext / wavelength - lowFrequencyFactor) / (highFrequencyFactor - lowFrequencyFactor)
+            let smooth =
+                (originalContext / wavelength - lowFrequencyFactor) / (highFrequencyFactor - lowFrequencyFactor)
             return Float((1 - smooth) * frequency / factor + smooth * frequency)
         }
     }

@@ -1,9 +1,10 @@
+import WhaleKernels
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import WhaleKernels
 
 /// Causal grouped-query attention over each token's own sequence cache.
 ///
