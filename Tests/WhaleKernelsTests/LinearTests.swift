@@ -65,6 +65,48 @@ struct LinearTests {
         }
     }
 
+    /// The F16 / BF16 kernels widen with integer tricks instead of the hardware conversion; times a one-hot
+    /// input (the identity as 64 tokens) each output is one weight, so every finite bit pattern — zeros,
+    /// subnormals, the largest values — must come out exactly as `Dequantize` has it.
+    @Test("F16 and BF16 weights convert exactly", arguments: [DType.f16, .bf16])
+    func exactHalfConversion(type: DType) {
+        let columns = 64
+        let rows = 1024
+        let matrix = TestMatrix(type: type, rows: rows, columns: columns, seed: 0)
+        let data = matrix.bytes.baseAddress!
+        for i in 0..<(rows * columns) {
+            let bits = UInt16(truncatingIfNeeded: i)
+            let exponentAllOnes = type == .f16 ? bits & 0x7C00 == 0x7C00 : bits & 0x7F80 == 0x7F80
+            data.storeBytes(of: exponentAllOnes ? 0 : bits, toByteOffset: 2 * i, as: UInt16.self)
+        }
+        var identity = [Float](repeating: 0, count: columns * columns)
+        for c in 0..<columns { identity[c * columns + c] = 1 }
+        let actual = matrix.apply(identity, tokens: columns, pool: ThreadPool(threads: 2), workspace: LinearWorkspace())
+        let weights = matrix.dequantized()
+        var mismatches = 0
+        for r in 0..<rows {
+            // Compared as values: a sum that starts at +0 turns the weight −0 into +0.
+            for c in 0..<columns where actual[c * rows + r] != weights[r * columns + c] {
+                mismatches += 1
+            }
+        }
+        #expect(mismatches == 0, "\(type): \(mismatches) values differ")
+    }
+
+    @Test("F16 infinities and NaN stay infinite and NaN")
+    func halfSpecialValues() {
+        let matrix = TestMatrix(type: .f16, rows: 3, columns: 16, seed: 0)
+        let data = matrix.bytes.baseAddress!
+        for i in 0..<48 { data.storeBytes(of: UInt16(0), toByteOffset: 2 * i, as: UInt16.self) }
+        for (row, bits) in [(0, UInt16(0x7C00)), (1, 0xFC00), (2, 0x7E01)] {
+            data.storeBytes(of: bits, toByteOffset: 2 * (row * 16 + 5), as: UInt16.self)
+        }
+        var input = [Float](repeating: 0, count: 16)
+        input[5] = 1
+        let output = matrix.apply(input, tokens: 1, pool: ThreadPool(threads: 1), workspace: LinearWorkspace())
+        #expect(output[0] == .infinity && output[1] == -.infinity && output[2].isNaN)
+    }
+
     /// The reference quantizes activations to 8 bits; against float32 math on the dequantized weights it
     /// may differ by what that rounding allows: per element half a step (amax / 254) plus the float16
     /// rounding of the block scale (2⁻¹¹ relative), and for Q4_1 / Q5_1 the float16 rounding of `s`.

@@ -1,3 +1,6 @@
+import WhaleCore
+import WhaleKernels
+
 // Matrix kernel benchmark: GB/s of weight bytes read by `Linear.apply` for SmolLM2-135M's shapes, and the
 // matmul-only speed of a whole decode step and a 64-token prompt chunk. Built and run by
 // scripts/bench-kernels.sh in a throwaway package that depends on BlueWhale by path (timing never lives in
@@ -11,8 +14,6 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import WhaleCore
-import WhaleKernels
 
 func seconds() -> Double {
     var t = timespec()
@@ -96,7 +97,8 @@ func measure(budget: Double, _ body: () -> Void) -> Double {
 }
 
 let budget = CommandLine.arguments.count > 1 ? Double(CommandLine.arguments[1])! : 0.3
-let onlyTypes = CommandLine.arguments.count > 2 ? Set(CommandLine.arguments[2].split(separator: ",").map(String.init)) : nil
+let onlyTypes =
+    CommandLine.arguments.count > 2 ? Set(CommandLine.arguments[2].split(separator: ",").map(String.init)) : nil
 let pools = [1, 2].map { ThreadPool(threads: $0) }
 let workspace = LinearWorkspace()
 let l3Bytes = 32 << 20
@@ -174,6 +176,21 @@ print("\nthread pool: cost of one parallelFor with one chunk per thread and an e
 for pool in pools {
     let perCall = measure(budget: budget) { pool.parallelFor(pool.threadCount) { _ in } }
     print("\(pool.threadCount) thread(s): \(fmt(perCall * 1e6, 2)) µs per call")
+}
+
+print("\nfixed cost of one Linear.apply (a 1-row matrix: activation quantization + dispatch), 1 token")
+for (type, columns) in [(DType.q4_1, 576), (.q4_1, 1536), (.q8_0, 576), (.f16, 576)] {
+    let matrix = makeMatrix(type, rows: 1, columns: columns, seed: 99)
+    let input = [Float](repeating: 0.5, count: columns)
+    var output: Float = 0
+    for pool in pools {
+        let perCall = input.withUnsafeBufferPointer { x in
+            measure(budget: budget) {
+                Linear.apply(matrix, input: x.baseAddress!, tokens: 1, output: &output, pool: pool, workspace: workspace)
+            }
+        }
+        print("\(type) \(columns) columns, \(pool.threadCount) thread(s): \(fmt(perCall * 1e6, 2)) µs")
+    }
 }
 
 // MARK: - A whole model's matrices (SmolLM2-135M-Instruct.Q4_1: 30 layers + Q8_0 output head)

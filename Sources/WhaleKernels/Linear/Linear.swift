@@ -54,8 +54,11 @@ public enum Linear {
             chunk * rowsPerChunk..<min(weight.rows, (chunk + 1) * rowsPerChunk)
         }
         switch weight.type {
-        case .f32, .f16, .bf16:
+        case .f32:
             pool.parallelFor(chunks) { chunk in FloatKernels.rows(job, input: input, rows: rowRange(chunk)) }
+        case .f16, .bf16:
+            let x = workspace.deinterleave(input, tokens: tokens, columns: weight.columns)
+            pool.parallelFor(chunks) { chunk in FloatKernels.rows(job, input: x, rows: rowRange(chunk)) }
         default:
             let x = workspace.quantize(input, tokens: tokens, columns: weight.columns, for: weight.type, pool: pool)
             pool.parallelFor(chunks) { chunk in

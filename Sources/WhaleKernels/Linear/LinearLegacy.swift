@@ -117,12 +117,12 @@ enum LegacyKernels {
         }
     }
 
-    /// A pair of weight blocks unpacked: four vectors of codes (see `ActivationLayout.nibblePairs`), the
-    /// blocks' (d_A, m_A, d_B, m_B) and d_A, d_B spread over the lanes their sums land in.
+    /// A pair of weight blocks unpacked: four vectors of codes (see `ActivationLayout.nibblePairs`), and
+    /// the blocks' d and m (or d again) spread over the four lanes each block's sums land in.
     struct NibblePair {
         var c0, c1, c2, c3: SIMD16<Int16>
-        var dm: SIMD4<Float>
         var d: SIMD8<Float>
+        var m: SIMD8<Float>
     }
 
     /// Blocks `2·pair` and `2·pair + 1`, or only the first (`single`, for an odd block count).
@@ -148,17 +148,16 @@ enum LegacyKernels {
         let dm = SIMD4<Float>(unsafeBitCast(words, to: SIMD4<Float16>.self))
         return NibblePair(
             c0: unsafeBitCast(n0, to: SIMD16<Int16>.self), c1: unsafeBitCast(n1, to: SIMD16<Int16>.self),
-            c2: unsafeBitCast(n2, to: SIMD16<Int16>.self), c3: unsafeBitCast(n3, to: SIMD16<Int16>.self), dm: dm,
-            d: SIMD8(dm[0], dm[0], dm[0], dm[0], dm[2], dm[2], dm[2], dm[2]))
+            c2: unsafeBitCast(n2, to: SIMD16<Int16>.self), c3: unsafeBitCast(n3, to: SIMD16<Int16>.self),
+            d: SIMD8(dm[0], dm[0], dm[0], dm[0], dm[2], dm[2], dm[2], dm[2]),
+            m: SIMD8(dm[1], dm[1], dm[1], dm[1], dm[3], dm[3], dm[3], dm[3]))
     }
 
     /// Adds one token's products with a block pair: `y` is the pair's 64 activation values, `s` its 16
-    /// scale floats (`QuantizedActivations.quantize`).
+    /// scale floats (d_A ×4, d_B ×4, s_A / 4 ×4, s_B / 4 ×4; see `QuantizedActivations.quantize`). The
+    /// weights' m·s term is spread over the block's four lanes (÷ 4 is exact), so one accumulator suffices.
     @inline(__always)
-    static func accumulate(
-        _ p: NibblePair, _ y: UnsafeRawPointer, _ s: UnsafeRawPointer, _ acc: inout SIMD8<Float>,
-        _ minimums: inout SIMD4<Float>
-    ) {
+    static func accumulate(_ p: NibblePair, _ y: UnsafeRawPointer, _ s: UnsafeRawPointer, _ acc: inout SIMD8<Float>) {
         let products =
             (p.c0 &* y.load(as: SIMD16<Int16>.self) &+ p.c1 &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self))
             &+ (p.c2 &* y.load(fromByteOffset: 64, as: SIMD16<Int16>.self)
@@ -168,7 +167,7 @@ enum LegacyKernels {
         let p32 = unsafeBitCast(products, to: SIMD8<Int32>.self)
         let lanes = (p32 &* 0x0001_0001) &>> 16
         acc.addProduct(p.d * s.load(as: SIMD8<Float>.self), exactFloat(lanes))
-        minimums.addProduct(p.dm, s.load(fromByteOffset: 32, as: SIMD4<Float>.self))
+        acc.addProduct(p.m, s.load(fromByteOffset: 32, as: SIMD8<Float>.self))
     }
 
     @inline(__always)
@@ -176,21 +175,20 @@ enum LegacyKernels {
         _ format: F.Type, _ w: UnsafeRawPointer, blocks: Int, _ x: QuantizedActivations, token: Int
     ) -> Float {
         var acc = SIMD8<Float>()
-        var minimums = SIMD4<Float>()
         let y = x.values(token: token)
         let s = x.scales(token: token)
         let pairs = blocks &>> 1
         var pair = 0
         while pair < pairs {
             let p = nibblePair(format, w, pair: pair, single: false)
-            accumulate(p, y + pair &* 128, s + pair &* 64, &acc, &minimums)
+            accumulate(p, y + pair &* 128, s + pair &* 64, &acc)
             pair &+= 1
         }
         if blocks & 1 == 1 {
             let p = nibblePair(format, w, pair: pair, single: true)
-            accumulate(p, y + pair &* 128, s + pair &* 64, &acc, &minimums)
+            accumulate(p, y + pair &* 128, s + pair &* 64, &acc)
         }
-        return horizontalSum(acc) + ((minimums[0] + minimums[2]) + (minimums[1] + minimums[3]))
+        return horizontalSum(acc)
     }
 
     @inline(__always)
@@ -201,10 +199,6 @@ enum LegacyKernels {
         var acc1 = SIMD8<Float>()
         var acc2 = SIMD8<Float>()
         var acc3 = SIMD8<Float>()
-        var m0 = SIMD4<Float>()
-        var m1 = SIMD4<Float>()
-        var m2 = SIMD4<Float>()
-        var m3 = SIMD4<Float>()
         let y0 = x.values(token: token)
         let s0 = x.scales(token: token)
         let valueStride = x.sizes.valuesPerToken &* 2
@@ -215,16 +209,13 @@ enum LegacyKernels {
             let p = nibblePair(format, w, pair: pair, single: 2 &* pair &+ 1 == blocks)
             let y = y0 + pair &* 128
             let s = s0 + pair &* 64
-            accumulate(p, y, s, &acc0, &m0)
-            accumulate(p, y + valueStride, s + scaleStride, &acc1, &m1)
-            accumulate(p, y + 2 &* valueStride, s + 2 &* scaleStride, &acc2, &m2)
-            accumulate(p, y + 3 &* valueStride, s + 3 &* scaleStride, &acc3, &m3)
+            accumulate(p, y, s, &acc0)
+            accumulate(p, y + valueStride, s + scaleStride, &acc1)
+            accumulate(p, y + 2 &* valueStride, s + 2 &* scaleStride, &acc2)
+            accumulate(p, y + 3 &* valueStride, s + 3 &* scaleStride, &acc3)
             pair &+= 1
         }
-        @inline(__always) func total(_ acc: SIMD8<Float>, _ m: SIMD4<Float>) -> Float {
-            horizontalSum(acc) + ((m[0] + m[2]) + (m[1] + m[3]))
-        }
-        return SIMD4(total(acc0, m0), total(acc1, m1), total(acc2, m2), total(acc3, m3))
+        return SIMD4(horizontalSum(acc0), horizontalSum(acc1), horizontalSum(acc2), horizontalSum(acc3))
     }
 
     /// ORs the fifth bit (16) into each code: bit e of a block's `qh` belongs to its element e, and lane k

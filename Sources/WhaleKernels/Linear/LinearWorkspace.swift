@@ -29,6 +29,25 @@ public final class LinearWorkspace {
         return storage!
     }
 
+    /// The input with each 16 columns reordered as 0, 2, …, 14, 1, 3, …, 15 (a last partial group as is),
+    /// to match how the F16 / BF16 kernels widen their weights ([PURE_SIMD_OPS]).
+    func deinterleave(_ input: UnsafePointer<Float>, tokens: Int, columns: Int) -> UnsafePointer<Float> {
+        let out = reserve(tokens * columns * 4).bindMemory(to: Float.self, capacity: tokens * columns)
+        let groups = columns / 16
+        for t in 0..<tokens {
+            let x = input + t * columns
+            let y = out + t * columns
+            for g in 0..<groups {
+                for k in 0..<8 {
+                    y[16 * g + k] = x[16 * g + 2 * k]
+                    y[16 * g + 8 + k] = x[16 * g + 2 * k + 1]
+                }
+            }
+            for c in (16 * groups)..<columns { y[c] = x[c] }
+        }
+        return UnsafePointer(out)
+    }
+
     /// Quantizes `tokens` rows of `columns` floats for `weightType`'s kernel and returns where the results
     /// live inside this workspace (valid until the next call).
     func quantize(
@@ -105,8 +124,6 @@ struct QuantizedActivations {
         /// Floats of scales per token: 16 per pair of blocks for nibble pairs (see `quantize`), else d per block.
         let scalesPerToken: Int
         let groupsPerToken: Int
-        let values8Offset: Int
-        let values16Offset: Int
         let scalesOffset: Int
         let groupSumsOffset: Int
         let byteCount: Int
@@ -127,17 +144,13 @@ struct QuantizedActivations {
             }
             groupsPerToken = columns / 16
             func aligned(_ n: Int) -> Int { (n + 63) & ~63 }
-            values8Offset = 0
-            values16Offset = aligned(tokens * columns)
-            scalesOffset = values16Offset + aligned(tokens * valuesPerToken * 2)
+            scalesOffset = aligned(tokens * valuesPerToken * 2)
             groupSumsOffset = scalesOffset + aligned(tokens * scalesPerToken * 4)
             byteCount = groupSumsOffset + aligned(tokens * groupsPerToken * 4)
         }
     }
 
     let sizes: Sizes
-    /// The int8 values in natural order, `[tokens, columns]` (an intermediate).
-    let values8: UnsafeMutablePointer<Int8>
     /// The int16 values in the layout's order, `[tokens, valuesPerToken]`, 64-byte aligned.
     let values: UnsafeMutablePointer<Int16>
     let scales: UnsafeMutablePointer<Float>
@@ -146,8 +159,7 @@ struct QuantizedActivations {
 
     init(base: UnsafeMutableRawPointer, sizes: Sizes) {
         self.sizes = sizes
-        values8 = base.bindMemory(to: Int8.self, capacity: sizes.tokens * sizes.columns)
-        values = (base + sizes.values16Offset).bindMemory(to: Int16.self, capacity: sizes.tokens * sizes.valuesPerToken)
+        values = base.bindMemory(to: Int16.self, capacity: sizes.tokens * sizes.valuesPerToken)
         scales = (base + sizes.scalesOffset).bindMemory(to: Float.self, capacity: sizes.tokens * sizes.scalesPerToken)
         groupSums = (base + sizes.groupSumsOffset).bindMemory(
             to: Int32.self, capacity: sizes.tokens * sizes.groupsPerToken)
@@ -163,73 +175,80 @@ struct QuantizedActivations {
     }
 
     func quantize(_ x: UnsafePointer<Float>, token: Int) {
-        let q = values8 + token * sizes.columns
-        let out = values + token * sizes.valuesPerToken
-        let s = scales + token * sizes.scalesPerToken
+        let out = values + token &* sizes.valuesPerToken
+        let s = scales + token &* sizes.scalesPerToken
+        let blocks = sizes.blocks
         switch sizes.layout {
         case .nibblePairs(let q8_1, let zeroPoint):
-            // Per pair of blocks A, B: 16 floats (d_A ×4, d_B ×4, 0, s_A, 0, s_B, 0 ×4); a missing B has 0s.
-            for b in 0..<sizes.blocks {
-                let (d, sum, dFloat32) = ActivationQuantizer.q8Block(x + b * 32, into: q + b * 32)
-                let pairScales = s + (b / 2) * 16
-                let side = b % 2
-                for lane in 0..<4 { pairScales[side * 4 + lane] = d }
-                pairScales[8 + 2 * side] = 0
-                pairScales[12 + 2 * side] = 0
-                pairScales[13 + 2 * side] = 0
-                pairScales[9 + 2 * side] = q8_1 ? Float(Float16(dFloat32 * Float(sum))) : Float(-zeroPoint * sum) * d
-            }
-            if sizes.blocks % 2 == 1 {
-                let pairScales = s + (sizes.blocks / 2) * 16
-                for i in [4, 5, 6, 7, 10, 11] { pairScales[i] = 0 }
-            }
-            for pair in 0..<((sizes.blocks + 1) / 2) {
-                let a = q + pair * 64
-                let hasB = 2 * pair + 1 < sizes.blocks
-                let v = out + pair * 64
-                for k in 0..<16 {
-                    let block = k < 8 ? a : a + 32
-                    let j = 2 * (k & 7)
-                    let present = k < 8 || hasB
-                    v[k] = present ? Int16(block[j]) : 0
-                    v[16 + k] = present ? Int16(block[j + 16]) : 0
-                    v[32 + k] = present ? Int16(block[j + 1]) : 0
-                    v[48 + k] = present ? Int16(block[j + 17]) : 0
+            // Per pair of blocks A, B: 64 values (four vectors of 16 lanes, A in lanes 0–7 of each) and
+            // 16 floats (d_A ×4, d_B ×4, s_A / 4 ×4, s_B / 4 ×4). A missing last B is all zeros.
+            for b in 0..<blocks {
+                let block = ActivationQuantizer.q8Block(x + b &* 32)
+                let v = out + (b &>> 1) &* 64 + (b & 1) &* 8
+                for k in 0..<8 {
+                    v[k] = Int16(truncatingIfNeeded: block.low[2 &* k])
+                    v[16 &+ k] = Int16(truncatingIfNeeded: block.high[2 &* k])
+                    v[32 &+ k] = Int16(truncatingIfNeeded: block.low[2 &* k &+ 1])
+                    v[48 &+ k] = Int16(truncatingIfNeeded: block.high[2 &* k &+ 1])
+                }
+                let pairScales = s + (b &>> 1) &* 16 + (b & 1) &* 4
+                let offset =
+                    q8_1 ? Float(Float16(block.dFloat32 * Float(block.sum))) : Float(-zeroPoint &* block.sum) * block.d
+                for lane in 0..<4 {
+                    pairScales[lane] = block.d
+                    pairScales[8 &+ lane] = offset * 0.25
                 }
             }
+            if blocks & 1 == 1 {
+                let v = out + (blocks &>> 1) &* 64 + 8
+                for vector in 0..<4 { (v + vector &* 16).initialize(repeating: 0, count: 8) }
+                let pairScales = s + (blocks &>> 1) &* 16
+                for i in [4, 5, 6, 7, 12, 13, 14, 15] { pairScales[i] = 0 }
+            }
         case .evenOdd:
-            for b in 0..<sizes.blocks {
-                s[b] = ActivationQuantizer.q8Block(x + b * 32, into: q + b * 32).d
-                Self.scatterEvenOdd(q + b * 32, into: out + b * 32)
+            for b in 0..<blocks {
+                let block = ActivationQuantizer.q8Block(x + b &* 32)
+                s[b] = block.d
+                Self.storeEvenOdd(block.low, block.high, into: out + b &* 32)
             }
         case .q4K, .q6K:
-            let sums = groupSums + token * sizes.groupsPerToken
-            for b in 0..<sizes.blocks {
-                ActivationQuantizer.q8KBlock(x + b * 256, into: q + b * 256, scale: s + b, groupSums: sums + b * 16)
-                for chunk in 0..<4 {
-                    let c = q + b * 256 + chunk * 64
-                    let v = out + b * 256 + chunk * 64
-                    if case .q4K = sizes.layout {
-                        for k in 0..<16 {
-                            v[k] = Int16(c[2 * k])
-                            v[16 + k] = Int16(c[32 + 2 * k])
-                            v[32 + k] = Int16(c[2 * k + 1])
-                            v[48 + k] = Int16(c[33 + 2 * k])
+            let sums = groupSums + token &* sizes.groupsPerToken
+            for b in 0..<blocks {
+                // Sixteen groups of 16 values, in the layout's order.
+                let v = out + b &* 256
+                let isQ4K: Bool
+                if case .q4K = sizes.layout { isQ4K = true } else { isQ4K = false }
+                ActivationQuantizer.q8KBlock(x + b &* 256, scale: s + b, groupSums: sums + b &* 16) { group, q in
+                    if isQ4K {
+                        // Chunk c = group / 4 holds groups 4c…4c+3; lanes k of its four vectors are elements
+                        // 64c + 2k, 64c + 32 + 2k, 64c + 2k + 1, 64c + 33 + 2k.
+                        let chunk = v + (group &>> 2) &* 64
+                        let lane = (group & 1) &* 8
+                        let vector = (group &>> 1) & 1  // groups 4c, 4c+1 → vectors 0/2; 4c+2, 4c+3 → 1/3
+                        for k in 0..<8 {
+                            chunk[vector &* 16 &+ lane &+ k] = Int16(truncatingIfNeeded: q[2 &* k])
+                            chunk[32 &+ vector &* 16 &+ lane &+ k] = Int16(truncatingIfNeeded: q[2 &* k &+ 1])
                         }
                     } else {
-                        Self.scatterEvenOdd(c, into: v)
-                        Self.scatterEvenOdd(c + 32, into: v + 32)
+                        let pairBase = v + (group &>> 1) &* 32 + (group & 1) &* 8
+                        for k in 0..<8 {
+                            pairBase[k] = Int16(truncatingIfNeeded: q[2 &* k])
+                            pairBase[16 &+ k] = Int16(truncatingIfNeeded: q[2 &* k &+ 1])
+                        }
                     }
                 }
             }
         }
     }
 
+    /// Elements 0, 2, …, 30 then 1, 3, …, 31 of a 32-element block (`low` holds 0–15, `high` 16–31).
     @inline(__always)
-    static func scatterEvenOdd(_ q: UnsafePointer<Int8>, into v: UnsafeMutablePointer<Int16>) {
-        for k in 0..<16 {
-            v[k] = Int16(q[2 * k])
-            v[16 + k] = Int16(q[2 * k + 1])
+    static func storeEvenOdd(_ low: SIMD16<Int32>, _ high: SIMD16<Int32>, into v: UnsafeMutablePointer<Int16>) {
+        for k in 0..<8 {
+            v[k] = Int16(truncatingIfNeeded: low[2 &* k])
+            v[8 &+ k] = Int16(truncatingIfNeeded: high[2 &* k])
+            v[16 &+ k] = Int16(truncatingIfNeeded: low[2 &* k &+ 1])
+            v[24 &+ k] = Int16(truncatingIfNeeded: high[2 &* k &+ 1])
         }
     }
 }
@@ -250,42 +269,55 @@ enum ActivationQuantizer {
         return (biased & 0x007F_FFFF) &- 0x0040_0000
     }
 
+    /// |v| as float bits: non-negative floats order like their bit patterns as integers.
     @inline(__always)
-    static func magnitude(_ v: SIMD16<Float>) -> SIMD16<Float> {
-        unsafeBitCast(unsafeBitCast(v, to: SIMD16<UInt32>.self) & 0x7FFF_FFFF, to: SIMD16<Float>.self)
+    static func magnitudeBits(_ v: SIMD16<Float>) -> SIMD16<Int32> {
+        unsafeBitCast(v, to: SIMD16<Int32>.self) & 0x7FFF_FFFF
+    }
+
+    /// Lane-wise maximum of non-negative integers (a − b cannot overflow), without a select.
+    @inline(__always)
+    static func maximum(_ a: SIMD16<Int32>, _ b: SIMD16<Int32>) -> SIMD16<Int32> {
+        a ^ ((a ^ b) & ((a &- b) &>> 31))
+    }
+
+    /// The largest |x| of 32 floats (amax), exactly.
+    @inline(__always)
+    static func absoluteMaximum(_ v0: SIMD16<Float>, _ v1: SIMD16<Float>) -> Float {
+        let m16 = maximum(magnitudeBits(v0), magnitudeBits(v1))
+        let m8 = maximum(
+            SIMD16(lowHalf: m16.lowHalf, highHalf: .zero), SIMD16(lowHalf: m16.highHalf, highHalf: .zero)
+        ).lowHalf
+        let m4 = SIMD4(max(m8[0], m8[4]), max(m8[1], m8[5]), max(m8[2], m8[6]), max(m8[3], m8[7]))
+        return Float(bitPattern: UInt32(bitPattern: max(max(m4[0], m4[1]), max(m4[2], m4[3]))))
     }
 
     /// One 32-element block the way x86 llama.cpp's `quantize_row_q8_0` / `quantize_row_q8_1` do it:
-    /// `d = amax / 127`, `q = round(x · 127 / amax)` ties to even. Returns d rounded to float16 (as
-    /// stored), Σq, and the float32 d (Q8_1's `s` is `fp16(d · Σq)` with it).
+    /// `d = amax / 127`, `q = round(x · 127 / amax)` ties to even. Returns the values (elements 0–15, 16–31),
+    /// d rounded to float16 (as stored), Σq, and the float32 d (Q8_1's `s` is `fp16(d · Σq)` with it).
     @inline(__always)
-    static func q8Block(_ x: UnsafePointer<Float>, into q: UnsafeMutablePointer<Int8>) -> (
-        d: Float, sum: Int32, dFloat32: Float
+    static func q8Block(_ x: UnsafePointer<Float>) -> (
+        low: SIMD16<Int32>, high: SIMD16<Int32>, d: Float, sum: Int32, dFloat32: Float
     ) {
         let raw = UnsafeRawPointer(x)
         let v0 = raw.loadUnaligned(as: SIMD16<Float>.self)
         let v1 = raw.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-        let m = magnitude(v0).replacing(with: magnitude(v1), where: magnitude(v1) .> magnitude(v0))
-        var amax: Float = 0
-        for i in 0..<16 { amax = max(amax, m[i]) }
+        let amax = absoluteMaximum(v0, v1)
         let d = amax / 127
         let id: Float = amax != 0 ? 127 / amax : 0
         let q0 = nearestInt(v0 * id)
         let q1 = nearestInt(v1 * id)
-        for i in 0..<16 {
-            q[i] = Int8(truncatingIfNeeded: q0[i])
-            q[16 + i] = Int8(truncatingIfNeeded: q1[i])
-        }
-        return (Float(Float16(d)), (q0 &+ q1).wrappedSum(), d)
+        return (q0, q1, Float(Float16(d)), (q0 &+ q1).wrappedSum(), d)
     }
 
     /// One 256-element block as ggml's `quantize_row_q8_K_ref` (used by llama.cpp's x86 backend too):
     /// `iscale = −127 / x_max` where `x_max` is the first value of largest magnitude,
     /// `q = min(127, nearest_int(iscale · x))`, `d = 1 / iscale` in float32, and the sum of each 16 values.
+    /// `store(group, values)` receives each group of 16 values.
     @inline(__always)
     static func q8KBlock(
-        _ x: UnsafePointer<Float>, into q: UnsafeMutablePointer<Int8>, scale: UnsafeMutablePointer<Float>,
-        groupSums: UnsafeMutablePointer<Int32>
+        _ x: UnsafePointer<Float>, scale: UnsafeMutablePointer<Float>, groupSums: UnsafeMutablePointer<Int32>,
+        store: (Int, SIMD16<Int32>) -> Void
     ) {
         var amax: Float = 0
         var signedMax: Float = 0
@@ -293,20 +325,16 @@ enum ActivationQuantizer {
             amax = abs(x[j])
             signedMax = x[j]
         }
-        if amax == 0 {
-            scale.pointee = 0
-            q.initialize(repeating: 0, count: 256)
-            groupSums.initialize(repeating: 0, count: 16)
-            return
-        }
-        let iscale = -127 / signedMax
+        let iscale: Float = amax == 0 ? 0 : -127 / signedMax
         let raw = UnsafeRawPointer(x)
         for group in 0..<16 {
             let n = nearestInt(raw.loadUnaligned(fromByteOffset: group &* 64, as: SIMD16<Float>.self) * iscale)
-            let clamped = n.replacing(with: 127, where: n .> 127)
-            for i in 0..<16 { q[group &* 16 &+ i] = Int8(truncatingIfNeeded: clamped[i]) }
+            // min(127, n) without a select: n − 127 is positive only above 127.
+            let excess = n &- 127
+            let clamped = n &- (excess & ~(excess &>> 31))
+            store(group, clamped)
             groupSums[group] = clamped.wrappedSum()
         }
-        scale.pointee = 1 / iscale
+        scale.pointee = amax == 0 ? 0 : 1 / iscale
     }
 }
