@@ -49,7 +49,7 @@ struct Score: ParsableCommand {
                 if tokenizer.addsBOS, let bos = tokenizer.bosTokenID, ids.first != bos { ids.insert(bos, at: 0) }
             }
             guard !ids.isEmpty else { throw WhaleError(.invalidArgument, field: "tokens", "nothing to score") }
-            let result = try scoreSequence(ids, model: model, context: context, top: top)
+            let result = try SequenceScore.compute(ids, model: model, context: context, top: top)
             var out = StandardOutput()
             if json {
                 let object = JSONObject([
@@ -70,38 +70,4 @@ struct Score: ParsableCommand {
             }
         }
     }
-}
-
-/// Log-probabilities of each token given the ones before, and the top candidates after each position.
-func scoreSequence(_ ids: [Int], model: any LanguageModel, context: ForwardContext, top: Int) throws
-    -> (logprobs: [Double?], top: [[(Int, Double)]])
-{
-    let cache = model.makeCache(capacity: ids.count)
-    let vocabulary = model.vocabularySize
-    var logprobs: [Double?] = [nil]
-    var topLists: [[(Int, Double)]] = []
-    var start = 0
-    var row = [Double](repeating: 0, count: vocabulary)
-    while start < ids.count {
-        let end = min(start + 256, ids.count)
-        let logits = try model.forward(
-            [SequenceInput(tokens: Array(ids[start..<end]), cache: cache, logits: .all)], context: context)[0]
-        for i in start..<end {
-            logits.withUnsafeBufferPointer { buffer in
-                row.withUnsafeMutableBufferPointer { out in
-                    Ops.logSoftmax(
-                        buffer.baseAddress! + (i - start) * vocabulary, count: vocabulary, output: out.baseAddress!)
-                }
-            }
-            if i + 1 < ids.count { logprobs.append(row[ids[i + 1]]) }
-            if top > 0 {
-                let best = row.indices.sorted { (row[$0], -$0) > (row[$1], -$1) }.prefix(top)
-                topLists.append(best.map { ($0, row[$0]) })
-            } else {
-                topLists.append([])
-            }
-        }
-        start = end
-    }
-    return (logprobs, topLists)
 }

@@ -203,7 +203,10 @@ struct QuantizedActivations {
                 let v = out + (blocks &>> 1) &* 64 + 8
                 for vector in 0..<4 { (v + vector &* 16).initialize(repeating: 0, count: 8) }
                 let pairScales = s + (blocks &>> 1) &* 16
-                for i in [4, 5, 6, 7, 12, 13, 14, 15] { pairScales[i] = 0 }
+                for lane in 4..<8 {
+                    pairScales[lane] = 0
+                    pairScales[8 &+ lane] = 0
+                }
             }
         case .evenOdd:
             for b in 0..<blocks {
