@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Matrix kernel speed: GB/s of weights read by Linear.apply on SmolLM2-135M's shapes (Q4_1, Q8_0 and the
-# other supported types), 1 and 2 threads, tokens = 1 (decode) and 64 (prompt), plus the matmul-only time
-# of a whole decode step.
-#   scripts/bench-kernels.sh [seconds per measurement]        (default 0.3)
-#   WHALE_TARGET_CPU=x86-64-v3 scripts/bench-kernels.sh        (portable AVX2 build; default: native; none:
-#                                                               no -target-cpu, the plain `swift build` baseline)
-#   WHALE_EXTRA_FLAGS="" scripts/bench-kernels.sh               (drop the LLVM inlining flags, to compare)
+# other supported types), 1 and 2 threads, tokens = 1 (decode) and 64 (prompt), the fixed cost of a call and
+# of the thread pool, plus the matmul-only time of a whole decode step and a 64-token prompt chunk.
+#   scripts/bench-kernels.sh [seconds per measurement] [types, e.g. Q4_1,Q8_0]   (default 0.3, all)
+#   WHALE_TARGET_CPU=haswell scripts/bench-kernels.sh     (default native; "package" = Package.swift's own
+#                                                          baseline, Haswell on x86-64)
+#   WHALE_EXTRA_FLAGS="-Xllvm -inline-threshold=1000" …   (extra swiftc flags, to compare builds)
 # The benchmark is scripts/bench/main.swift, built in release in a throwaway package under /tmp that depends
 # on this checkout by path, so it sees the same module boundaries and package flags as the whale binary.
+# Before running, it disassembles the kernels and lists any call left inside them ([PURE_SIMD_OPS]).
 # The machine is shared: compare runs side by side, not with numbers from another day.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
 cpu="${WHALE_TARGET_CPU:-native}"
-extra="${WHALE_EXTRA_FLAGS--Xllvm -inline-threshold=1000 -Xllvm -unroll-threshold=2000}"
+extra="${WHALE_EXTRA_FLAGS:-}"
 work="${WHALE_BENCH_DIR:-/tmp/whale-bench-kernels}"
 mkdir -p "$work/Sources/bench-kernels"
 cp scripts/bench/main.swift "$work/Sources/bench-kernels/main.swift"
@@ -32,7 +33,7 @@ let package = Package(
 )
 EOF
 flags=()
-[[ "$cpu" != none ]] && flags+=(-Xswiftc -target-cpu -Xswiftc "$cpu")
+[[ "$cpu" != package ]] && flags+=(-Xswiftc -target-cpu -Xswiftc "$cpu")
 for flag in $extra; do flags+=(-Xswiftc "$flag"); done
 echo "build: swift build -c release ${flags[*]:-}"
 swift build -c release --package-path "$work" ${flags[@]+"${flags[@]}"} 2>&1 | grep -E "error|warning: unre|Compiling|Build" | tail -3

@@ -122,6 +122,7 @@ let shapes: [(name: String, type: DType, rows: Int, columns: Int)] = [
     ("1536×576", .q4_K, 1536, 768),
     ("1536×576", .q6_K, 1536, 768),
     ("1536×576", .f16, 1536, 576),
+    ("1536×576", .bf16, 1536, 576),
     ("1536×576", .f32, 1536, 576),
 ]
 
@@ -186,7 +187,8 @@ for (type, columns) in [(DType.q4_1, 576), (.q4_1, 1536), (.q8_0, 576), (.f16, 5
     for pool in pools {
         let perCall = input.withUnsafeBufferPointer { x in
             measure(budget: budget) {
-                Linear.apply(matrix, input: x.baseAddress!, tokens: 1, output: &output, pool: pool, workspace: workspace)
+                Linear.apply(
+                    matrix, input: x.baseAddress!, tokens: 1, output: &output, pool: pool, workspace: workspace)
             }
         }
         print("\(type) \(columns) columns, \(pool.threadCount) thread(s): \(fmt(perCall * 1e6, 2)) µs")

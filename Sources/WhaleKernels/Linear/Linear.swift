@@ -24,17 +24,21 @@ public enum Linear {
     /// output[t * weight.rows + r] = Σ_c W[r, c] · input[t * weight.columns + c]  for t in 0..<tokens.
     ///
     /// For quantized weights the activations are first quantized the way llama.cpp's CPU backend does for
-    /// that weight type (Q4_0/Q8_0/Q5_0 → Q8_0 activations; Q4_1/Q5_1 → Q8_1; Q4_K/Q6_K → Q8_K), and the
-    /// block dot products follow ggml's scalar reference order, so results track llama.cpp closely.
+    /// that weight type (Q4_0/Q8_0/Q5_0 → Q8_0 activations; Q4_1/Q5_1 → Q8_1; Q4_K/Q6_K → Q8_K), each
+    /// block's dot product is exact in integers as in ggml, and only the float32 summation order differs
+    /// from ggml's scalar reference (`reference`, ~1e-6 relative), so results track llama.cpp closely.
     /// F32/F16/BF16 weights use f32 activations (exact f32 math, as transformers does).
     ///
     /// Output rows are split into chunks claimed by the pool's threads; with several tokens each weight
-    /// block is loaded once for up to four tokens. `input` and `output` may have any alignment and must not
-    /// overlap. `workspace` holds the quantized activations and must not be used by another call at the
-    /// same time.
+    /// block is unpacked once for four tokens. Weights may have any alignment (they are read in place from
+    /// the mapped file); `input` and `output` need only Float alignment and must not overlap. `workspace`
+    /// holds the rearranged activations (about 2 bytes per input element, 4 for F16/BF16 weights) and must
+    /// not be used by another call at the same time.
     ///
     /// - Precondition: `supports(weight.type)`; `input` holds `tokens * weight.columns` floats and
     ///   `output` room for `tokens * weight.rows`.
+    // Never inlined: with -cross-module-optimization the kernels would otherwise be compiled into the
+    // caller's module, with that module's flags.
     @inline(never)
     public static func apply(
         _ weight: WeightMatrix, input: UnsafePointer<Float>, tokens: Int, output: UnsafeMutablePointer<Float>,

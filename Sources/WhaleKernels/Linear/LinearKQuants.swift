@@ -21,14 +21,20 @@ enum KQuantKernels {
     /// (see `Dequantize.q4_K`). y = d·sc·q − dmin·m.
     @inline(never)
     static func q4_K(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
+        // Constant token counts (4, then 1) let each inlined copy drop the per-token branches.
         var t = 0
-        while t < job.tokens {
-            let count = min(4, job.tokens &- t)
+        while job.tokens &- t >= 4 {
             for r in rows {
-                let sums = q4KRow(job.weights + r &* job.rowBytes, x, token: t, count: count)
-                for k in 0..<count { job.output[(t &+ k) &* job.rows &+ r] = sums[k] }
+                let sums = q4KRow(job.weights + r &* job.rowBytes, x, token: t, count: 4)
+                for k in 0..<4 { job.output[(t &+ k) &* job.rows &+ r] = sums[k] }
             }
-            t &+= count
+            t &+= 4
+        }
+        while t < job.tokens {
+            for r in rows {
+                job.output[t &* job.rows &+ r] = q4KRow(job.weights + r &* job.rowBytes, x, token: t, count: 1)[0]
+            }
+            t &+= 1
         }
     }
 
@@ -61,7 +67,8 @@ enum KQuantKernels {
                     let highGroup =
                         c1 &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self)
                         &+ c3 &* y.load(fromByteOffset: 96, as: SIMD16<Int16>.self)
-                    acc &+= LegacyKernels.pairSums(lowGroup) &* low &+ LegacyKernels.pairSums(highGroup) &* high
+                    acc &+=
+                        LegacyKernels.narrowPairSums(lowGroup) &* low &+ LegacyKernels.narrowPairSums(highGroup) &* high
                 }
                 accumulate(&i0, 0)
                 if count > 1 { accumulate(&i1, 1) }
@@ -109,14 +116,20 @@ enum KQuantKernels {
     /// scales, d (f16); y = d·sc·(q − 32) (see `Dequantize.q6_K`).
     @inline(never)
     static func q6_K(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
+        // Constant token counts (4, then 1) let each inlined copy drop the per-token branches.
         var t = 0
-        while t < job.tokens {
-            let count = min(4, job.tokens &- t)
+        while job.tokens &- t >= 4 {
             for r in rows {
-                let sums = q6KRow(job.weights + r &* job.rowBytes, x, token: t, count: count)
-                for k in 0..<count { job.output[(t &+ k) &* job.rows &+ r] = sums[k] }
+                let sums = q6KRow(job.weights + r &* job.rowBytes, x, token: t, count: 4)
+                for k in 0..<4 { job.output[(t &+ k) &* job.rows &+ r] = sums[k] }
             }
-            t &+= count
+            t &+= 4
+        }
+        while t < job.tokens {
+            for r in rows {
+                job.output[t &* job.rows &+ r] = q6KRow(job.weights + r &* job.rowBytes, x, token: t, count: 1)[0]
+            }
+            t &+= 1
         }
     }
 
@@ -154,7 +167,7 @@ enum KQuantKernels {
                         let p =
                             even &* y.load(as: SIMD16<Int16>.self) &+ odd
                             &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self)
-                        acc &+= LegacyKernels.pairSums(p) &* scale
+                        acc &+= LegacyKernels.narrowPairSums(p) &* scale
                     }
                     accumulate(&i0, 0)
                     if count > 1 { accumulate(&i1, 1) }

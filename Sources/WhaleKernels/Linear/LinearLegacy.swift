@@ -162,10 +162,8 @@ enum LegacyKernels {
             (p.c0 &* y.load(as: SIMD16<Int16>.self) &+ p.c1 &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self))
             &+ (p.c2 &* y.load(fromByteOffset: 64, as: SIMD16<Int16>.self)
                 &+ p.c3 &* y.load(fromByteOffset: 96, as: SIMD16<Int16>.self))
-        // Sums of four products of codes < 32 and |q| ≤ 127 fit in 16 bits, so the pair sum can use the
-        // multiply form: the high half of p · 0x10001 is lo + hi.
-        let p32 = unsafeBitCast(products, to: SIMD8<Int32>.self)
-        let lanes = (p32 &* 0x0001_0001) &>> 16
+        // Sums of four products of codes < 32 and |q| ≤ 127 fit in 16 bits.
+        let lanes = narrowPairSums(products)
         acc.addProduct(p.d * s.load(as: SIMD8<Float>.self), exactFloat(lanes))
         acc.addProduct(p.m, s.load(fromByteOffset: 32, as: SIMD8<Float>.self))
     }
@@ -297,6 +295,13 @@ enum LegacyKernels {
     static func pairSums(_ p: SIMD16<Int16>) -> SIMD8<Int32> {
         let p32 = unsafeBitCast(p, to: SIMD8<Int32>.self)
         return ((p32 &<< 16) &>> 16) &+ (p32 &>> 16)
+    }
+
+    /// `pairSums` for lanes whose pair sums fit in 16 bits (|lo + hi| < 2¹⁵), one operation cheaper: the
+    /// high half of p · 0x10001 is lo + hi (the low half only adds carries below bit 16).
+    @inline(__always)
+    static func narrowPairSums(_ p: SIMD16<Int16>) -> SIMD8<Int32> {
+        (unsafeBitCast(p, to: SIMD8<Int32>.self) &* 0x0001_0001) &>> 16
     }
 
     /// Int32 → Float, exact for |v| < 2²²: adding 2²³ + 2²² puts v in the mantissa of a float.
