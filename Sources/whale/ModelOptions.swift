@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import WhaleCore
 import WhaleEngine
 import WhaleFormats
@@ -38,9 +39,13 @@ struct ModelOptions: ParsableArguments {
                 tokenizer = try Tokenizer.load(self.model)
             }
         } else {
-            tokenizer = try Tokenizer.load(self.model)
+            do {
+                tokenizer = try Tokenizer.load(self.model)
+            } catch let error as WhaleError where error.code == .missingKey && error.field == "tokenizer.ggml.model" {
+                tokenizer = nil  // a GGUF without a vocabulary: --tokens still works
+            }
         }
-        let threadCount = threads ?? ProcessInfoCores.count
+        let threadCount = threads ?? ProcessInfo.processInfo.activeProcessorCount
         guard threadCount >= 1 && threadCount <= 512 else {
             throw WhaleError(.invalidArgument, field: "--threads", "\(threadCount) threads", hint: "give 1 or more")
         }
@@ -90,17 +95,3 @@ struct SamplingOptions: ParsableArguments {
         return p
     }
 }
-
-enum ProcessInfoCores {
-    static var count: Int {
-        #if canImport(Glibc)
-            return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        #else
-            return 1
-        #endif
-    }
-}
-
-#if canImport(Glibc)
-    import Glibc
-#endif
