@@ -18,7 +18,7 @@ let releaseFlags: [SwiftSetting] = [.unsafeFlags(cpuFlags, .when(configuration: 
 
 let package = Package(
     name: "BlueWhale",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "whale", targets: ["whale"]),
         .library(name: "WhaleFormats", targets: ["WhaleFormats"]),
