@@ -175,6 +175,7 @@ public final class DenseDecoder: LanguageModel, @unchecked Sendable {
 
         let pool = context.pool
         let workspace = context.linear
+        let tokenCaches = tokenSequence.map { batch[$0].cache }  // each token's sequence cache, for attention
         for (l, layer) in layerWeights.enumerated() {
             Ops.rmsNorm(
                 hidden, weight: layer.attentionNorm, rows: count, n: c.hiddenSize, eps: c.rmsNormEps, output: normed)
@@ -196,7 +197,7 @@ public final class DenseDecoder: LanguageModel, @unchecked Sendable {
                 (cache.values[l] + tokenPosition[t] * kvWidth).update(from: v + t * kvWidth, count: kvWidth)
             }
             GroupedQueryAttention.run(
-                queries: q, count: count, positions: tokenPosition, caches: tokenSequence.map { batch[$0].cache },
+                queries: q, count: count, positions: tokenPosition, caches: tokenCaches,
                 layer: l, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, precision: c.attentionPrecision,
                 output: attention, pool: pool)
             Linear.apply(
@@ -244,13 +245,13 @@ public final class DenseDecoder: LanguageModel, @unchecked Sendable {
     }
 }
 
-/// Scratch buffers for one forward pass, freed together.
+/// Scratch buffers for one forward pass, freed together. Not zeroed: every buffer is written in full
+/// before it is read.
 struct Scratch {
     private var buffers: [UnsafeMutablePointer<Float>] = []
 
     mutating func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
         let pointer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
         buffers.append(pointer)
         return pointer
     }
