@@ -47,6 +47,13 @@ public struct GenerationResult: Sendable {
     public var promptTokensEvaluated: Int
     public var promptSeconds: Double
     public var generationSeconds: Double
+    /// Self-speculative decoding: tokens the draft module proposed, and how many of them the model confirmed.
+    public var draftedTokens = 0
+    public var acceptedDraftTokens = 0
+    /// Tokens dropped from the cache by context shifts.
+    public var shiftedOutTokens = 0
+
+    public var draftAcceptanceRate: Double { Double(acceptedDraftTokens) / Double(max(draftedTokens, 1)) }
 
     public var promptTokensPerSecond: Double { Double(promptTokensEvaluated) / max(promptSeconds, 1e-9) }
     public var generationTokensPerSecond: Double { Double(tokens.count) / max(generationSeconds, 1e-9) }
@@ -63,6 +70,28 @@ public final class Generator {
     public private(set) var cachedTokens: [Int] = []
     /// Prompt tokens fed per forward pass.
     public var batchSize = 256
+    /// What to do when the context is full: with a policy, drop old tokens and go on; without, stop
+    /// (`contextFull`, or an error for a prompt that does not fit).
+    public var contextShift: ContextShift?
+    /// The draft module's state when self-speculative decoding is on (`enableDrafting`).
+    private var drafter: Drafter?
+
+    /// Context shift: keep the first `keep` tokens (the system prompt, BOS) and drop the older half of the rest,
+    /// turning the cached rope keys of what remains back to their new positions.
+    public struct ContextShift: Sendable {
+        public var keep: Int
+        public init(keep: Int) { self.keep = max(0, keep) }
+    }
+
+    /// The MTP module's cache and the pairs (hidden state, next token) it has not seen yet.
+    struct Drafter {
+        let model: any DraftingLanguageModel
+        let cache: KVCache
+        var pendingHidden: [Float] = []
+        var pendingTokens: [Int] = []
+        /// The final hidden state of the last token in the main cache.
+        var lastHidden: [Float] = []
+    }
 
     public init(model: any LanguageModel, tokenizer: Tokenizer?, context: ForwardContext, contextSize: Int) {
         self.model = model
@@ -71,27 +100,63 @@ public final class Generator {
         cache = model.makeCache(capacity: contextSize)
     }
 
+    /// Turns on self-speculative decoding with the model's multi-token-prediction module: each step the module
+    /// drafts the token after next and one forward pass checks both, so the output stays exactly that of plain
+    /// greedy decoding. Requires deterministic (temperature 0) sampling.
+    public func enableDrafting() throws {
+        guard let drafting = model as? any DraftingLanguageModel, drafting.canDraft else {
+            throw WhaleError(
+                .invalidArgument, field: "mtp", "\(model.architecture) model has no multi-token-prediction module",
+                hint: "--mtp needs a DeepSeek-V3-style checkpoint with its MTP layer (num_nextn_predict_layers)")
+        }
+        drafter = Drafter(model: drafting, cache: drafting.makeDraftCache(capacity: cache.capacity))
+        reset()
+    }
+
     /// Empties the cache.
     public func reset() {
         cache.truncate(to: 0)
         cachedTokens = []
+        if let drafter { self.drafter = Drafter(model: drafter.model, cache: drafter.cache) }
+        drafter?.cache.truncate(to: 0)
     }
 
-    /// Feeds `tokens` after the cached ones, returning the logits of the last one.
+    /// Feeds `tokens` after the cached ones, returning the logits of the last one (and, when drafting, queueing
+    /// each token's hidden state for the draft module).
     func feed(_ tokens: [Int]) throws -> [Float] {
         var logits: [Float] = []
         var start = 0
         while start < tokens.count {
             let end = min(start + batchSize, tokens.count)
             let chunk = Array(tokens[start..<end])
-            let rows = try model.forward(
-                [SequenceInput(tokens: chunk, cache: cache, logits: end == tokens.count ? .last : .none)],
-                context: context)
+            let batch = [SequenceInput(tokens: chunk, cache: cache, logits: end == tokens.count ? .last : .none)]
+            if var drafter {
+                let (rows, hidden) = try drafter.model.forwardKeepingHidden(batch, context: context)
+                logits = rows[0]
+                drafter.record(hidden: hidden[0], tokens: chunk)
+                self.drafter = drafter
+            } else {
+                logits = try model.forward(batch, context: context)[0]
+            }
             cachedTokens += chunk
-            logits = rows[0]
             start = end
         }
         return logits
+    }
+
+    /// Makes room for `tokens` more by a context shift, if there is a policy; returns whether they fit.
+    func makeRoom(for tokens: Int) -> Int {
+        guard cache.count + tokens > cache.capacity, let shift = contextShift else { return 0 }
+        let keep = min(shift.keep, cache.count)
+        let drop = min(cache.count - keep, max((cache.count - keep) / 2, cache.count + tokens - cache.capacity))
+        guard drop > 0 else { return 0 }
+        cache.discard(keep..<(keep + drop))
+        cachedTokens.removeSubrange(keep..<(keep + drop))
+        if let drafter {
+            let entries = drafter.cache.count
+            drafter.cache.discard(min(keep, entries)..<min(keep + drop, entries))
+        }
+        return drop
     }
 
     /// Generates from `request`. `onText` receives text as it becomes final; `shouldContinue` is polled
@@ -102,23 +167,42 @@ public final class Generator {
         guard !request.promptTokens.isEmpty else {
             throw WhaleError(.invalidArgument, field: "prompt", "the prompt is empty", hint: "give at least one token")
         }
+        var prompt = request.promptTokens
+        if let shift = contextShift, prompt.count >= cache.capacity {
+            // The prompt alone outgrows the context: keep its head and its most recent half-context.
+            let keep = min(shift.keep, cache.capacity / 2)
+            prompt = Array(prompt[..<keep] + prompt.suffix((cache.capacity - keep) / 2))
+        }
         // Reuse the longest common prefix, but always recompute at least the last prompt token.
         var common = 0
-        while common < min(cachedTokens.count, request.promptTokens.count - 1)
-            && cachedTokens[common] == request.promptTokens[common]
-        {
+        while common < min(cachedTokens.count, prompt.count - 1) && cachedTokens[common] == prompt[common] {
             common += 1
+        }
+        if let drafter {
+            // The draft module holds one (hidden, next token) pair per position; recompute from the first
+            // position it lacks, so its pairs can be rebuilt.
+            common = min(common, drafter.cache.count)
+            drafter.cache.truncate(to: common)
+            self.drafter = Drafter(model: drafter.model, cache: drafter.cache)
+            guard request.sampling.temperature == 0 else {
+                throw WhaleError(
+                    .invalidArgument, field: "mtp", "speculative decoding with the MTP module needs greedy sampling",
+                    hint: "use --temp 0 with --mtp")
+            }
         }
         cache.truncate(to: common)
         cachedTokens.removeSubrange(common...)
 
         let promptStart = ContinuousClock.now
-        var logits = try feed(Array(request.promptTokens[common...]))
+        var logits = try feed(Array(prompt[common...]))
         let promptTime = ContinuousClock.now - promptStart
 
         var sampler = Sampler(request.sampling)
         var history = request.promptTokens
         var generated: [Int] = []
+        var drafted = 0
+        var accepted = 0
+        var shiftedOut = 0
         var stream = tokenizer.map { StreamingDecoder(tokenizer: $0) }
         var text = ""
         var emitted = 0  // UTF-8 bytes of `text` already passed to onText (bytes, not Characters: a later
@@ -126,15 +210,11 @@ public final class Generator {
         var finish = FinishReason.length
         let generationStart = ContinuousClock.now
 
-        generation: while generated.count < request.maxTokens {
-            guard shouldContinue() else {
-                finish = .cancelled
-                break
-            }
-            let token = sampler.sample(logits, history: history)
+        /// Takes `token` as generated; returns true when generation must stop there.
+        func emit(_ token: Int) throws -> Bool {
             if request.stopTokens.contains(token) {
                 finish = .endOfSequence
-                break
+                return true
             }
             generated.append(token)
             history.append(token)
@@ -144,7 +224,7 @@ public final class Generator {
                 if let cut = Self.firstStop(in: text, stops: request.stopStrings) {
                     text = String(text[..<cut])
                     finish = .stopString
-                    break generation
+                    return true
                 }
                 let safe = text.utf8.count - Self.heldBack(text, stops: request.stopStrings)
                 if safe > emitted {
@@ -152,12 +232,55 @@ public final class Generator {
                     emitted = safe
                 }
             }
-            if generated.count == request.maxTokens { break }
-            if cache.count >= cache.capacity {
-                finish = .contextFull
+            return generated.count == request.maxTokens
+        }
+
+        generation: while generated.count < request.maxTokens {
+            guard shouldContinue() else {
+                finish = .cancelled
                 break
             }
-            logits = try feed([token])
+            let token = sampler.sample(logits, history: history)
+            if try emit(token) { break }
+            shiftedOut += makeRoom(for: drafter == nil ? 1 : 2)
+            guard var drafter, cache.count + 2 <= cache.capacity else {
+                if cache.count >= cache.capacity {
+                    finish = .contextFull
+                    break
+                }
+                logits = try feed([token])
+                continue
+            }
+            // Draft the token after `token`, then check both in one pass.
+            drafter.pendingHidden += drafter.lastHidden
+            drafter.pendingTokens.append(token)
+            let draftLogits = try drafter.model.draft(
+                hidden: drafter.pendingHidden, tokens: drafter.pendingTokens, cache: drafter.cache, context: context)
+            let guess = argmax(draftLogits)
+            let (rows, hidden) = try drafter.model.forwardKeepingHidden(
+                [SequenceInput(tokens: [token, guess], cache: cache, logits: .all)], context: context)
+            cachedTokens += [token, guess]
+            let vocabulary = model.vocabularySize
+            let width = drafter.model.hiddenSize
+            let afterToken = Array(rows[0][..<vocabulary])
+            drafted += 1
+            if sampler.sample(afterToken, history: history) == guess {
+                accepted += 1
+                drafter.pendingHidden = Array(hidden[0][..<width])
+                drafter.pendingTokens = [guess]
+                drafter.lastHidden = Array(hidden[0][width...])
+                self.drafter = drafter
+                logits = Array(rows[0][vocabulary...])
+                if try emit(guess) { break }
+            } else {
+                cache.truncate(to: cache.count - 1)
+                cachedTokens.removeLast()
+                drafter.pendingHidden = []
+                drafter.pendingTokens = []
+                drafter.lastHidden = Array(hidden[0][..<width])
+                self.drafter = drafter
+                logits = afterToken
+            }
         }
         if var decoder = stream, finish != .stopString {
             text += decoder.finish()
@@ -166,8 +289,9 @@ public final class Generator {
         let generationTime = ContinuousClock.now - generationStart
         return GenerationResult(
             tokens: generated, text: text, finishReason: finish, promptTokens: request.promptTokens.count,
-            promptTokensEvaluated: request.promptTokens.count - common, promptSeconds: promptTime.seconds,
-            generationSeconds: generationTime.seconds)
+            promptTokensEvaluated: prompt.count - common, promptSeconds: promptTime.seconds,
+            generationSeconds: generationTime.seconds, draftedTokens: drafted, acceptedDraftTokens: accepted,
+            shiftedOutTokens: shiftedOut)
     }
 
     /// Index where the first stop string begins, if any occurs.
@@ -193,4 +317,22 @@ public final class Generator {
 
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
+
+extension Generator.Drafter {
+    /// Queues the pairs (hidden state of token i, token i + 1) of newly fed tokens; the last token's hidden state
+    /// waits for the token that will follow it.
+    mutating func record(hidden: [Float], tokens: [Int]) {
+        let width = model.hiddenSize
+        guard !tokens.isEmpty else { return }
+        if !lastHidden.isEmpty {
+            pendingHidden += lastHidden
+            pendingTokens.append(tokens[0])
+        }
+        for i in 0..<(tokens.count - 1) {
+            pendingHidden += hidden[(i * width)..<((i + 1) * width)]
+            pendingTokens.append(tokens[i + 1])
+        }
+        lastHidden = Array(hidden[((tokens.count - 1) * width)...])
+    }
 }

@@ -58,6 +58,8 @@ public struct ModelConfig: Sendable, Equatable {
         public var normTopkProb: Bool
         public var routedScalingFactor: Double
         public var numNextnPredictLayers: Int
+        /// V3: rope pairs adjacent dims (true, the default) or rotate-half (false). V2 is always interleaved.
+        public var ropeInterleave: Bool = true
     }
 
     /// `quantization_config` of an FP8 checkpoint.
@@ -184,7 +186,8 @@ public struct ModelConfig: Sendable, Equatable {
                 topkGroup: try json.int("topk_group"),
                 normTopkProb: try json.bool("norm_topk_prob") ?? isV3,
                 routedScalingFactor: try json.double("routed_scaling_factor") ?? 1,
-                numNextnPredictLayers: try json.int("num_nextn_predict_layers") ?? 0)
+                numNextnPredictLayers: try json.int("num_nextn_predict_layers") ?? 0,
+                ropeInterleave: isV3 ? (try json.bool("rope_interleave") ?? true) : true)
         }
 
         if let quant = try json.object("quantization_config") {

@@ -22,6 +22,12 @@ public struct ModelInspection: Sendable {
     /// Per stored type, most bytes first.
     public var weightTypes: [WeightTypeShare]
     public var contextLength: Int?
+    /// What the attention cache holds per token, all layers (BlueWhale stores float32): MLA's latent + rope
+    /// key for DeepSeek, keys + values otherwise. Nil when the shape is not known.
+    public var cacheValuesPerToken: Int?
+    public var cacheBytesPerToken: Int? { cacheValuesPerToken.map { $0 * 4 } }
+    /// How the per-token cache is made up, e.g. "27 layers × (512 latent + 64 rope)".
+    public var cacheLayout: String?
     public var vocabularySize: Int?
     /// The tokenizer model: GGUF `tokenizer.ggml.model` (`gpt2`, `llama`, …) or tokenizer.json's `model.type`.
     public var tokenizerKind: String?
@@ -63,6 +69,19 @@ public struct ModelInspection: Sendable {
             preTokenizer = metadata["tokenizer.ggml.pre"]?.string
             hasChatTemplate = metadata["tokenizer.chat_template"]?.string != nil
             blockScaledWeights = 0
+            func int(_ key: String) -> Int? { metadata["\(arch).\(key)"]?.int }
+            if let blocks = int("block_count"), let heads = int("attention.head_count") {
+                let layers = blocks - (int("nextn_predict_layers") ?? 0)
+                if let rank = int("attention.kv_lora_rank"), let rope = int("rope.dimension_count") {
+                    (cacheValuesPerToken, cacheLayout) = Self.latentCache(layers: layers, rank: rank, rope: rope)
+                } else if let hidden = int("embedding_length") {
+                    let kvHeads = int("attention.head_count_kv") ?? heads
+                    let key = int("attention.key_length") ?? hidden / heads
+                    let value = int("attention.value_length") ?? key
+                    cacheValuesPerToken = layers * kvHeads * (key + value)
+                    cacheLayout = "\(layers) layers × \(kvHeads) kv heads × (\(key) key + \(value) value)"
+                }
+            }
             self.metadata = model.metadataKeys.map { ($0, metadata[$0]!.summary) }
         case .safetensors(let model, let config):
             format = "safetensors"
@@ -73,12 +92,25 @@ public struct ModelInspection: Sendable {
             contextLength = config.maxPositionEmbeddings
             vocabularySize = config.vocabSize
             blockScaledWeights = model.blockScales.count
+            if let deepseek = config.deepseek {
+                (cacheValuesPerToken, cacheLayout) = Self.latentCache(
+                    layers: config.numHiddenLayers, rank: deepseek.kvLoraRank, rope: deepseek.qkRopeHeadDim)
+            } else {
+                let headDim = config.headDim ?? config.hiddenSize / config.numAttentionHeads
+                cacheValuesPerToken = config.numHiddenLayers * config.numKeyValueHeads * 2 * headDim
+                cacheLayout =
+                    "\(config.numHiddenLayers) layers × \(config.numKeyValueHeads) kv heads × (\(headDim) key + \(headDim) value)"
+            }
             let tokenizer = try TokenizerFiles(directory: model.directory)
             tokenizerKind = tokenizer.kind
             preTokenizer = nil
             hasChatTemplate = tokenizer.hasChatTemplate
             metadata = []
         }
+    }
+
+    static func latentCache(layers: Int, rank: Int, rope: Int) -> (Int, String) {
+        (layers * (rank + rope), "\(layers) layers × (\(rank) latent + \(rope) rope key), MLA compressed")
     }
 
     /// The report as JSON (`whale inspect --json`); the flags add the tensor list and the metadata.
@@ -92,6 +124,7 @@ public struct ModelInspection: Sendable {
             "name": name.map(JSONValue.string) ?? .null,
             "parameters": .integer(Int64(parameterCount)),
             "context_length": contextLength.map { .integer(Int64($0)) } ?? .null,
+            "cache_bytes_per_token": cacheBytesPerToken.map { .integer(Int64($0)) } ?? .null,
             "vocab_size": vocabularySize.map { .integer(Int64($0)) } ?? .null,
             "tokenizer": tokenizerKind.map(JSONValue.string) ?? .null,
             "pre_tokenizer": preTokenizer.map(JSONValue.string) ?? .null,
@@ -140,6 +173,9 @@ public struct ModelInspection: Sendable {
         row("parameters", "\(formatCount(parameterCount)) (\(parameterCount))")
         row("file size", "\(formatBytes(fileSize)) (\(fileSize) bytes)")
         row("context", contextLength.map(String.init) ?? "unknown")
+        if let bytes = cacheBytesPerToken, let layout = cacheLayout {
+            row("cache/token", "\(formatBytes(bytes)) (\(bytes) bytes, f32: \(layout))")
+        }
         row("vocabulary", vocabularySize.map(String.init) ?? "unknown")
         row(
             "tokenizer",

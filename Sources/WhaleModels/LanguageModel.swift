@@ -50,3 +50,20 @@ public protocol LanguageModel: AnyObject, Sendable {
     /// (`rows × vocabularySize` values, row-major).
     func forward(_ batch: [SequenceInput], context: ForwardContext) throws -> [[Float]]
 }
+
+/// A model that can draft its own next tokens (DeepSeek-V3's multi-token-prediction module), for
+/// self-speculative decoding: the draft is checked by the model itself, so the output does not change.
+public protocol DraftingLanguageModel: LanguageModel {
+    /// Whether the loaded checkpoint has a draft module.
+    var canDraft: Bool { get }
+    var hiddenSize: Int { get }
+    /// An empty cache for the draft module.
+    func makeDraftCache(capacity: Int) -> KVCache
+    /// `forward`, also returning every fed token's final hidden state (`tokens × hiddenSize` per sequence).
+    func forwardKeepingHidden(_ batch: [SequenceInput], context: ForwardContext) throws -> (
+        logits: [[Float]], hidden: [[Float]]
+    )
+    /// Feeds pairs (hidden state at position p, token at p + 1) to the draft module and returns its logits for
+    /// the token after the last pair's token.
+    func draft(hidden: [Float], tokens: [Int], cache: KVCache, context: ForwardContext) throws -> [Float]
+}

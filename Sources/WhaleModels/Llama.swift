@@ -131,7 +131,10 @@ public final class DenseDecoder: LanguageModel, @unchecked Sendable {
 
     public func makeCache(capacity: Int) -> KVCache {
         let width = configuration.kvHeads * configuration.headDim
-        return KVCache(layers: configuration.layers, capacity: capacity, keyWidth: width, valueWidth: width)
+        return KVCache(
+            layers: configuration.layers, capacity: capacity, keyWidth: width, valueWidth: width,
+            rotated: .init(
+                stream: .keys, heads: configuration.kvHeads, headDim: configuration.headDim, rope: configuration.rope))
     }
 
     public func forward(_ batch: [SequenceInput], context: ForwardContext) throws -> [[Float]] {

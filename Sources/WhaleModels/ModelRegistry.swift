@@ -6,6 +6,9 @@ public enum ModelRegistry {
     static let loaders: [String: @Sendable (ModelFiles, LoadOptions) throws -> any LanguageModel] = [
         "llama": { try DenseDecoder.llama($0, options: $1) },
         "qwen2": { try DenseDecoder.qwen2($0, options: $1) },
+        "deepseek_v2": { try DeepSeekDecoder.load($0, options: $1) },
+        "deepseek_v3": { try DeepSeekDecoder.load($0, options: $1) },
+        "deepseek2": { try DeepSeekDecoder.load($0, options: $1) },
     ]
 
     /// The architectures `load` can run.
@@ -40,6 +43,11 @@ public struct LoadOptions: Sendable {
     /// Attention rounding: nil picks the reference's — f16 for GGUF (llama.cpp's default cache type), f32 for
     /// safetensors (transformers).
     public var attentionPrecision: AttentionPrecision?
+    /// DeepSeek's MLA: absorbed (the fast form, default) or expanded (the reference's form, for checks).
+    public var latentAttention: LatentAttentionForm
 
-    public init(attentionPrecision: AttentionPrecision? = nil) { self.attentionPrecision = attentionPrecision }
+    public init(attentionPrecision: AttentionPrecision? = nil, latentAttention: LatentAttentionForm = .absorbed) {
+        self.attentionPrecision = attentionPrecision
+        self.latentAttention = latentAttention
+    }
 }

@@ -6,6 +6,8 @@ import WhaleKernels
 /// `WeightMatrix` views (large matrices) or `[Float]` copies (norm weights, biases).
 struct WeightLoader {
     let files: ModelFiles
+    /// Memory for weights that are not read in place (rearranged or converted at load); the model keeps it.
+    let owned = OwnedMemory()
     private let index: [String: TensorInfo]
 
     init(_ files: ModelFiles) {
@@ -33,20 +35,39 @@ struct WeightLoader {
         return tensor
     }
 
-    /// A `[rows, columns]` matrix, read in place.
+    /// A `[rows, columns]` matrix, read in place (an FP8 matrix with its `weight_scale_inv` block scales).
     func matrix(_ name: String, rows: Int, columns: Int) throws -> WeightMatrix {
+        try stackedMatrices(name, count: nil, rows: rows, columns: columns)[0]
+    }
+
+    /// The `count` matrices `[rows, columns]` of a 3-D tensor `[count, rows, columns]` (stacked experts,
+    /// per-head projections), read in place; with `count` nil, a 2-D tensor as one matrix.
+    func stackedMatrices(_ name: String, count: Int?, rows: Int, columns: Int) throws -> [WeightMatrix] {
         let tensor = try self.tensor(name)
-        guard tensor.shape == [rows, columns] else {
-            throw WhaleError(
-                .invalidShape, file: source, field: name, "shape is \(tensor.shape), expected [\(rows), \(columns)]")
+        let expected = count.map { [$0, rows, columns] } ?? [rows, columns]
+        guard tensor.shape == expected else {
+            throw WhaleError(.invalidShape, file: source, field: name, "shape is \(tensor.shape), expected \(expected)")
         }
-        guard Linear.supports(tensor.type) else {
+        guard Linear.supports(tensor.type), columns % tensor.type.blockSize == 0 else {
             throw WhaleError(
                 .unsupportedTensorType, file: source, field: name,
                 "weight type \(tensor.type) has no matrix kernel yet",
-                hint: "use a model quantized to F32, F16, BF16, Q8_0, Q4_0 or Q4_1")
+                hint: "supported: " + Linear.supportedTypes.map(\.rawValue).joined(separator: ", "))
         }
-        return WeightMatrix(type: tensor.type, rows: rows, columns: columns, data: files.data(of: tensor).baseAddress!)
+        let data = files.data(of: tensor).baseAddress!
+        if case .safetensors(let model, _) = files, let scaleName = model.blockScales[name] {
+            let scaleTensor = try self.tensor(scaleName)
+            let scales = owned.floats(scaleTensor.elementCount)
+            Dequantize.run(
+                scaleTensor.type, from: files.data(of: scaleTensor).baseAddress!, count: scaleTensor.elementCount,
+                into: scales)
+            return [
+                WeightMatrix(
+                    fp8: data, rows: rows, columns: columns, blockScales: scales, blockSize: model.scaleBlockSize)
+            ]
+        }
+        let full = WeightMatrix(type: tensor.type, rows: rows * (count ?? 1), columns: columns, data: data)
+        return (0..<(count ?? 1)).map { full.rows(($0 * rows)..<(($0 + 1) * rows)) }
     }
 
     /// A vector of `count` values as Float.
@@ -59,4 +80,22 @@ struct WeightLoader {
         }
         return try Dequantize.toFloats(tensor.type, bytes: files.data(of: tensor), count: count, tensorName: name)
     }
+}
+
+/// Heap memory owned by a loaded model, for weights rearranged at load time; freed with the model.
+final class OwnedMemory: @unchecked Sendable {
+    private var buffers: [UnsafeMutablePointer<Float>] = []
+
+    /// Uninitialized room for `count` floats, alive as long as this object.
+    func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+        buffers.append(buffer)
+        byteCount += max(count, 1) * MemoryLayout<Float>.size
+        return buffer
+    }
+
+    /// Bytes held.
+    private(set) var byteCount = 0
+
+    deinit { for buffer in buffers { buffer.deallocate() } }
 }

@@ -21,6 +21,7 @@ struct Chat: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var decoding: DecodingOptions
 
     @Option(help: "System message.")
     var system: String?
@@ -39,6 +40,7 @@ struct Chat: ParsableCommand {
             }
             let template = try resolveChatTemplate(tokenizer: tokenizer, name: chatTemplate)
             let generator = Generator(model: model, tokenizer: tokenizer, context: context, contextSize: contextSize)
+            try decoding.configure(generator, tokenizer: tokenizer)
             var parameters = try sampling.parameters()
             Interrupt.install()
             var history: [ChatMessage] = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
@@ -75,6 +77,14 @@ struct Chat: ParsableCommand {
                     shouldContinue: { !Interrupt.flag.load(ordering: .relaxed) })
                 print("", to: &out)
                 if result.finishReason == .cancelled { print("(stopped)", to: &err) }
+                if result.finishReason == .contextFull { print("(context full: /clear, or a larger --ctx)", to: &err) }
+                if result.shiftedOutTokens > 0 {
+                    print("(context shift: dropped \(result.shiftedOutTokens) old tokens)", to: &err)
+                }
+                if decoding.mtp {
+                    print(
+                        String(format: "(mtp: %.0f%% of drafts accepted)", 100 * result.draftAcceptanceRate), to: &err)
+                }
                 history.append(ChatMessage(role: "assistant", content: result.text))
                 parameters.seed &+= 1
             }

@@ -95,3 +95,45 @@ struct SamplingOptions: ParsableArguments {
         return p
     }
 }
+
+/// How generation uses the context and the model's draft module.
+struct DecodingOptions: ParsableArguments {
+    @Flag(
+        help: ArgumentHelp(
+            "Self-speculative decoding with the model's multi-token-prediction module (DeepSeek-V3/R1); needs --temp 0.",
+            discussion: "The output is the same as without it; the draft acceptance rate is printed at the end."))
+    var mtp = false
+
+    @Flag(help: "Stop when the context is full instead of dropping the oldest tokens (after --keep) and going on.")
+    var noContextShift = false
+
+    @Option(help: "Tokens at the start of the context that a context shift never drops (default: the BOS token).")
+    var keep: Int?
+
+    /// Applies the options to `generator`.
+    func configure(_ generator: Generator, tokenizer: Tokenizer?) throws {
+        if !noContextShift {
+            let bos = tokenizer?.bosTokenID != nil && tokenizer?.addsBOS == true ? 1 : 0
+            generator.contextShift = Generator.ContextShift(keep: keep ?? bos)
+        }
+        if mtp { try generator.enableDrafting() }
+    }
+}
+
+/// The end-of-run summary on stderr: speeds, why it stopped, the cache, and the drafts.
+func generationSummary(_ result: GenerationResult, model: any LanguageModel, cache: KVCache) -> String {
+    var line = String(
+        format: "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s | %@",
+        result.promptTokensEvaluated, result.promptTokensPerSecond, result.tokens.count,
+        result.generationTokensPerSecond, result.finishReason.rawValue)
+    line += String(
+        format: "\ncache: %d tokens × %d bytes = %.2f MiB", cache.count, model.cacheBytesPerToken,
+        Double(cache.count * model.cacheBytesPerToken) / 1_048_576)
+    if result.shiftedOutTokens > 0 { line += " | context shift dropped \(result.shiftedOutTokens) tokens" }
+    if result.draftedTokens > 0 {
+        line += String(
+            format: "\nmtp: %d drafted, %d accepted (%.1f%%)", result.draftedTokens, result.acceptedDraftTokens,
+            100 * result.draftAcceptanceRate)
+    }
+    return line
+}

@@ -42,6 +42,8 @@ struct Run: ParsableCommand {
     @Flag(help: "Print one JSON object with tokens, text and timings at the end instead of streaming text.")
     var json = false
 
+    @OptionGroup var decoding: DecodingOptions
+
     func validate() throws {
         guard (prompt == nil) != (tokens == nil) else { throw ValidationError("give exactly one of -p and --tokens") }
         if chat && prompt == nil { throw ValidationError("--chat needs -p") }
@@ -64,6 +66,7 @@ struct Run: ParsableCommand {
                     prompt ?? "", chat: chat, system: system, templateName: chatTemplate, tokenizer: tokenizer)
             }
             let generator = Generator(model: model, tokenizer: tokenizer, context: context, contextSize: contextSize)
+            try decoding.configure(generator, tokenizer: tokenizer)
             let request = GenerationRequest(
                 promptTokens: promptTokens, maxTokens: n, sampling: try sampling.parameters(), stopStrings: stop,
                 stopTokens: tokenizer?.endOfGenerationTokenIDs ?? [])
@@ -84,6 +87,10 @@ struct Run: ParsableCommand {
                             "generated_tokens": .integer(Int64(result.tokens.count)),
                             "generation_seconds": .number(result.generationSeconds),
                             "generation_tokens_per_second": .number(result.generationTokensPerSecond),
+                            "cache_bytes_per_token": .integer(Int64(model.cacheBytesPerToken)),
+                            "draft_tokens": .integer(Int64(result.draftedTokens)),
+                            "accepted_draft_tokens": .integer(Int64(result.acceptedDraftTokens)),
+                            "context_shift_dropped_tokens": .integer(Int64(result.shiftedOutTokens)),
                         ])),
                     "seed": .integer(Int64(bitPattern: request.sampling.seed)),
                 ])
@@ -92,11 +99,7 @@ struct Run: ParsableCommand {
                 print("", to: &out)
             }
             var err = StandardError()
-            print(
-                String(
-                    format: "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s | %@",
-                    result.promptTokensEvaluated, result.promptTokensPerSecond, result.tokens.count,
-                    result.generationTokensPerSecond, result.finishReason.rawValue), to: &err)
+            print(generationSummary(result, model: model, cache: generator.cache), to: &err)
         }
     }
 }

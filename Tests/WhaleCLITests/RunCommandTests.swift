@@ -47,6 +47,25 @@ import WhaleCore
         #expect(result.stderr.contains("prompt:"))
     }
 
+    /// `--mtp` on the tiny DeepSeek-V3 model with an MTP layer: the same greedy tokens as without it, and the
+    /// draft counts and the compressed cache size in the JSON timings.
+    @Test func mtpGivesTheSameTokensAndReportsDrafts() throws {
+        let model = Whale.packageRoot.appendingPathComponent("Tests/WhaleModelsTests/Fixtures/deepseek/mtp").path
+        let args = ["run", model, "--tokens", "5,100,200,7", "-n", "24", "--temp", "0", "--json"]
+        let plain = try Whale.run(args)
+        let drafted = try Whale.run(args + ["--mtp"])
+        #expect(plain.status == 0 && drafted.status == 0, "\(plain.stderr) \(drafted.stderr)")
+        let a = try #require(try JSONValue.parse(plain.stdout).object)
+        let b = try #require(try JSONValue.parse(drafted.stdout).object)
+        #expect(a["tokens"] == b["tokens"])
+        let timings = try #require(b["timings"]?.object)
+        #expect((timings["draft_tokens"]?.integer ?? 0) > 0)
+        #expect(timings["cache_bytes_per_token"]?.integer == 2 * (32 + 8) * 4)
+        #expect(drafted.stderr.contains("mtp:") && drafted.stderr.contains("accepted"))
+        let dense = try Whale.run(["run", Self.tiny, "--tokens", "1", "-n", "2", "--temp", "0", "--mtp"])
+        #expect(dense.status == 1 && dense.stderr.contains("multi-token-prediction"), "\(dense.stderr)")
+    }
+
     @Test func badInvocations() throws {
         let both = try Whale.run(["run", Self.tiny, "-p", "x", "--tokens", "1"])
         #expect(both.status != 0)
@@ -54,9 +73,14 @@ import WhaleCore
         let outside = try Whale.run(["score", Self.tiny, "--tokens", "1,99999"])
         #expect(outside.status == 1)
         #expect(outside.stderr.contains("outside the vocabulary"), "\(outside.stderr)")
-        let tooLong = try Whale.run(["run", Self.tiny, "--tokens", "1,2,3,4,5", "--ctx", "3", "-n", "1"])
+        let tooLong = try Whale.run(
+            ["run", Self.tiny, "--tokens", "1,2,3,4,5", "--ctx", "3", "-n", "1", "--no-context-shift"])
         #expect(tooLong.status == 1)
         #expect(tooLong.stderr.contains("context"), "\(tooLong.stderr)")
+        // With the default context shift the prompt keeps its head and tail and generation goes on.
+        let shifted = try Whale.run(["run", Self.tiny, "--tokens", "1,2,3,4,5", "--ctx", "4", "-n", "6", "--json"])
+        #expect(shifted.status == 0, "\(shifted.stderr)")
+        #expect(try JSONValue.parse(shifted.stdout).object?["tokens"]?.array?.count == 6)
         let notAModel = try Whale.run(["run", Whale.fixture("gguf/no-tensors.gguf"), "--tokens", "1"])
         #expect(notAModel.status == 1)
     }

@@ -41,6 +41,28 @@ func score(_ model: any LanguageModel, _ ids: [Int], threads: Int = 2) throws ->
     return Scores(logprobs: logprobs, rows: rows)
 }
 
+/// The largest |Δ logprob| between `model` and a golden file (ids, positions with next-token logprob and
+/// top candidates, and the full last row).
+func maximumLogprobDifference(_ model: any LanguageModel, reference: String) throws -> Double {
+    let ref = try Fixtures.json(reference)
+    let ids = try #require(ref["ids"]?.array?.compactMap { $0.integer })
+    let scores = try score(model, ids)
+    var worst = 0.0
+    for entry in try #require(ref["positions"]?.array) {
+        let position = try #require(entry.object)
+        let i = try #require(position["pos"]?.integer)
+        worst = max(worst, abs(scores.logprobs[i] - (position["logprob"]?.double ?? .nan)))
+        for candidate in position["top"]?.array ?? [] {
+            let pair = try #require(candidate.array)
+            let id = try #require(pair[0].integer)
+            worst = max(worst, abs(scores.rows[i][id] - (pair[1].double ?? .nan)))
+        }
+    }
+    let last = try #require(ref["last_position_logprobs"]?.array?.compactMap { $0.double })
+    for (id, value) in last.enumerated() { worst = max(worst, abs(scores.rows[ids.count - 1][id] - value)) }
+    return worst
+}
+
 /// The real-model tests need the release build (debug kernels are 100–2000× slower): they run under
 /// `swift test -c release` (scripts/test.sh does), and are skipped in debug runs.
 enum BuildMode {
@@ -57,5 +79,21 @@ enum RealModels {
     static var required: Bool { ProcessInfo.processInfo.environment["WHALE_REQUIRE_MODELS"] == "1" }
     static var runSmolLM2: Bool {
         BuildMode.optimized && (FileManager.default.fileExists(atPath: smollm2) || required)
+    }
+}
+
+/// A model directory copied to a temporary place, to edit its files for bad-input tests.
+enum TemporaryModel {
+    static func copy(_ directory: String) throws -> String {
+        let target = NSTemporaryDirectory() + "whale-model-\(UUID().uuidString)"
+        try FileManager.default.copyItem(atPath: directory, toPath: target)
+        return target
+    }
+
+    /// Rewrites `config.json` of `directory` with `change`.
+    static func edit(_ directory: String, _ change: (String) -> String) throws {
+        let path = directory + "/config.json"
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        try change(text).write(toFile: path, atomically: true, encoding: .utf8)
     }
 }

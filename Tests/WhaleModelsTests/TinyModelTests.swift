@@ -12,22 +12,7 @@ import WhaleModels
     static let tolerance = 1e-4
 
     func expectMatches(_ model: any LanguageModel, reference: String) throws {
-        let ref = try Fixtures.json(reference)
-        let ids = try #require(ref["ids"]?.array?.compactMap { $0.integer })
-        let scores = try score(model, ids)
-        var worst = 0.0
-        for entry in try #require(ref["positions"]?.array) {
-            let position = try #require(entry.object)
-            let i = try #require(position["pos"]?.integer)
-            worst = max(worst, abs(scores.logprobs[i] - (position["logprob"]?.double ?? .nan)))
-            for candidate in position["top"]?.array ?? [] {
-                let pair = try #require(candidate.array)
-                let id = try #require(pair[0].integer)
-                worst = max(worst, abs(scores.rows[i][id] - (pair[1].double ?? .nan)))
-            }
-        }
-        let last = try #require(ref["last_position_logprobs"]?.array?.compactMap { $0.double })
-        for (id, value) in last.enumerated() { worst = max(worst, abs(scores.rows[ids.count - 1][id] - value)) }
+        let worst = try maximumLogprobDifference(model, reference: reference)
         #expect(worst < Self.tolerance, "\(reference): max |Δ logprob| = \(worst)")
     }
 

@@ -9,14 +9,14 @@ import WhaleCore
 public enum Linear {
     /// Weight types `apply` can multiply, in the order error messages list them.
     public static let supportedTypes: [DType] = [
-        .f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K,
+        .f32, .f16, .bf16, .f8E4M3, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K,
     ]
 
     /// Whether `apply` (and `reference`) accept weights of this type; check before loading a model so that
     /// an unsupported file fails with an error that lists `supportedTypes` instead of a crash.
     public static func supports(_ type: DType) -> Bool {
         switch type {
-        case .f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K: true
+        case .f32, .f16, .bf16, .f8E4M3, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K: true
         default: false
         }
     }
@@ -27,7 +27,8 @@ public enum Linear {
     /// that weight type (Q4_0/Q8_0/Q5_0 → Q8_0 activations; Q4_1/Q5_1 → Q8_1; Q4_K/Q6_K → Q8_K), each
     /// block's dot product is exact in integers as in ggml, and only the float32 summation order differs
     /// from ggml's scalar reference (`reference`, ~1e-6 relative), so results track llama.cpp closely.
-    /// F32/F16/BF16 weights use f32 activations (exact f32 math, as transformers does).
+    /// F32/F16/BF16 weights use f32 activations (exact f32 math, as transformers does); F8_E4M3 rows are
+    /// widened and multiplied by their block scales first (the dequantized weight of DeepSeek's reference).
     ///
     /// Output rows are split into chunks claimed by the pool's threads; with several tokens each weight
     /// block is unpacked once for four tokens. Weights may have any alignment (they are read in place from
@@ -60,6 +61,8 @@ public enum Linear {
         switch weight.type {
         case .f32:
             pool.parallelFor(chunks) { chunk in FloatKernels.rows(job, input: input, rows: rowRange(chunk)) }
+        case .f8E4M3:
+            pool.parallelFor(chunks) { chunk in FP8Kernels.rows(job, input: input, rows: rowRange(chunk)) }
         case .f16, .bf16:
             let x = workspace.deinterleave(input, tokens: tokens, columns: weight.columns)
             pool.parallelFor(chunks) { chunk in FloatKernels.rows(job, input: x, rows: rowRange(chunk)) }
@@ -102,6 +105,9 @@ struct LinearJob {
     let columns: Int
     let tokens: Int
     let output: UnsafeMutablePointer<Float>
+    /// FP8 block scales (see `WeightMatrix.blockScales`).
+    let blockScales: UnsafePointer<Float>?
+    let scaleBlockSize: Int
 
     init(weight: WeightMatrix, tokens: Int, output: UnsafeMutablePointer<Float>) {
         type = weight.type
@@ -111,5 +117,7 @@ struct LinearJob {
         columns = weight.columns
         self.tokens = tokens
         self.output = output
+        blockScales = weight.blockScales
+        scaleBlockSize = weight.scaleBlockSize
     }
 }

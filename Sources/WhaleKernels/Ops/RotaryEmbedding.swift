@@ -71,4 +71,23 @@ public struct RotaryEmbedding: Sendable {
             }
         }
     }
+
+    /// Turns already-rotated values by `positions` more (negative: back), without the YaRN scale: rotations
+    /// compose, so this moves cached keys to new positions (context shift).
+    public func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, by positions: Int) {
+        let half = dimensions / 2
+        for i in 0..<half {
+            let angle = Float(positions) * inverseFrequencies[i]
+            let c = cosf(angle)
+            let s = sinf(angle)
+            for h in 0..<heads {
+                let head = x + h * headDim
+                let (a, b) = layout == .halves ? (i, i + half) : (2 * i, 2 * i + 1)
+                let x0 = head[a]
+                let x1 = head[b]
+                head[a] = x0 * c - x1 * s
+                head[b] = x0 * s + x1 * c
+            }
+        }
+    }
 }
