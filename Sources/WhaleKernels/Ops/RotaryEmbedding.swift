@@ -54,32 +54,24 @@ public struct RotaryEmbedding: Sendable {
         }
     }
 
-    /// Rotates the first `dimensions` values of each of `heads` heads of `headDim` values, at `position`.
+    /// Rotates the first `dimensions` values of each of `heads` heads of `headDim` values, at `position`
+    /// (cos and sin multiplied by `scale`).
     public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, position: Int) {
-        let half = dimensions / 2
-        for i in 0..<half {
-            let angle = Float(position) * inverseFrequencies[i]
-            let c = cosf(angle) * scale
-            let s = sinf(angle) * scale
-            for h in 0..<heads {
-                let head = x + h * headDim
-                let (a, b) = layout == .halves ? (i, i + half) : (2 * i, 2 * i + 1)
-                let x0 = head[a]
-                let x1 = head[b]
-                head[a] = x0 * c - x1 * s
-                head[b] = x0 * s + x1 * c
-            }
-        }
+        rotate(x, heads: heads, headDim: headDim, angleSteps: position, scale: scale)
     }
 
     /// Turns already-rotated values by `positions` more (negative: back), without the YaRN scale: rotations
     /// compose, so this moves cached keys to new positions (context shift).
     public func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, by positions: Int) {
+        rotate(x, heads: heads, headDim: headDim, angleSteps: positions, scale: 1)
+    }
+
+    private func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, angleSteps: Int, scale: Float) {
         let half = dimensions / 2
         for i in 0..<half {
-            let angle = Float(positions) * inverseFrequencies[i]
-            let c = cosf(angle)
-            let s = sinf(angle)
+            let angle = Float(angleSteps) * inverseFrequencies[i]
+            let c = cosf(angle) * scale
+            let s = sinf(angle) * scale
             for h in 0..<heads {
                 let head = x + h * headDim
                 let (a, b) = layout == .halves ? (i, i + half) : (2 * i, 2 * i + 1)
