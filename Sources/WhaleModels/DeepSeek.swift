@@ -404,17 +404,6 @@ public final class DeepSeekDecoder: DraftingLanguageModel, @unchecked Sendable {
     }
 }
 
-extension LogitRows {
-    /// The rows of a sequence whose tokens start at `start` in the batch.
-    func rows(start: Int, count: Int) -> Range<Int> {
-        switch self {
-        case .none: start..<start
-        case .last: (start + count - 1)..<(start + count)
-        case .all: start..<(start + count)
-        }
-    }
-}
-
 /// Checkpoint tensor names, GGUF (llama.cpp's `deepseek2`) and Hugging Face, by part.
 struct DeepSeekTensorNames: Sendable {
     var embedding: String

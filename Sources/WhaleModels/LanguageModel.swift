@@ -11,6 +11,17 @@ public enum LogitRows: Sendable, Equatable {
     case all
 }
 
+extension LogitRows {
+    /// The rows of a sequence whose tokens start at `start` in the batch.
+    func rows(start: Int, count: Int) -> Range<Int> {
+        switch self {
+        case .none: start..<start
+        case .last: (start + count - 1)..<(start + count)
+        case .all: start..<(start + count)
+        }
+    }
+}
+
 /// The tokens one sequence adds in a forward pass. A batch holds several sequences, each with its own
 /// cache, so a server can run many conversations in one pass (continuous batching).
 public struct SequenceInput {

@@ -222,12 +222,7 @@ public final class DenseDecoder: LanguageModel, @unchecked Sendable {
         var results: [[Float]] = []
         var start = 0
         for input in batch {
-            let rows: Range<Int>
-            switch input.logits {
-            case .none: rows = start..<start
-            case .last: rows = (start + input.tokens.count - 1)..<(start + input.tokens.count)
-            case .all: rows = start..<(start + input.tokens.count)
-            }
+            let rows = input.logits.rows(start: start, count: input.tokens.count)
             start += input.tokens.count
             if rows.isEmpty {
                 results.append([])

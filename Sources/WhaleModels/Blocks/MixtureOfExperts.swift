@@ -18,12 +18,10 @@ struct FeedForwardWeights {
     func apply(
         _ input: UnsafePointer<Float>, count: Int, output: UnsafeMutablePointer<Float>, context: ForwardContext
     ) {
-        let gated = UnsafeMutablePointer<Float>.allocate(capacity: count * hiddenSize)
-        let upped = UnsafeMutablePointer<Float>.allocate(capacity: count * hiddenSize)
-        defer {
-            gated.deallocate()
-            upped.deallocate()
-        }
+        var scratch = Scratch()
+        defer { scratch.release() }
+        let gated = scratch.floats(count * hiddenSize)
+        let upped = scratch.floats(count * hiddenSize)
         Linear.apply(gate, input: input, tokens: count, output: gated, pool: context.pool, workspace: context.linear)
         Linear.apply(up, input: input, tokens: count, output: upped, pool: context.pool, workspace: context.linear)
         Ops.swiGLU(gate: gated, up: upped, count: count * hiddenSize)
@@ -113,8 +111,9 @@ struct MixtureOfExperts {
         _ input: UnsafePointer<Float>, count: Int, width: Int, output: UnsafeMutablePointer<Float>,
         context: ForwardContext
     ) {
-        let logits = UnsafeMutablePointer<Float>.allocate(capacity: count * routing.experts)
-        defer { logits.deallocate() }
+        var scratch = Scratch()
+        defer { scratch.release() }
+        let logits = scratch.floats(count * routing.experts)
         Linear.apply(
             router, input: input, tokens: count, output: logits, pool: context.pool, workspace: context.linear)
         var assigned = [[(token: Int, weight: Float)]](repeating: [], count: routing.experts)
@@ -128,12 +127,8 @@ struct MixtureOfExperts {
         } else {
             output.initialize(repeating: 0, count: count * width)
         }
-        let gathered = UnsafeMutablePointer<Float>.allocate(capacity: count * width)
-        let result = UnsafeMutablePointer<Float>.allocate(capacity: count * width)
-        defer {
-            gathered.deallocate()
-            result.deallocate()
-        }
+        let gathered = scratch.floats(count * width)
+        let result = scratch.floats(count * width)
         for (expert, tokens) in assigned.enumerated() where !tokens.isEmpty {
             for (row, token) in tokens.enumerated() {
                 (gathered + row * width).update(from: input + token.token * width, count: width)
