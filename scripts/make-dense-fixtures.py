@@ -91,6 +91,7 @@ PARTS_NEED = {
 
 N_THREADS = 2
 GGML_TYPE_F32 = 0
+GGML_TYPE_F16 = 1
 GREEDY_STEPS = 64
 TOP_K = 5
 DIGITS = 6  # logprobs are written rounded to 1e-6
@@ -407,8 +408,8 @@ def perplexity_python(text: str, n_ctx: int) -> dict:
     import numpy as np
 
     llm = llama_cpp.Llama(model_path=str(SMOLLM2_GGUF), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-                          n_threads=N_THREADS, logits_all=True, verbose=False, type_k=GGML_TYPE_F32,
-                          type_v=GGML_TYPE_F32, flash_attn=False)
+                          n_threads=N_THREADS, logits_all=True, verbose=False, type_k=GGML_TYPE_F16,
+                          type_v=GGML_TYPE_F16, flash_attn=False)
     add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
     # common_tokenize(ctx, text, add_special=true, parse_special=false): BOS only if the vocab adds it
     tokens = llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=False)
@@ -501,8 +502,8 @@ def make_perplexity(ctx: dict) -> dict:
     py = perplexity_python(text_path.read_text(encoding="utf-8"), n_ctx)
     doc["python_reimplementation"] = {
         "what": "tools/perplexity/perplexity.cpp perplexity() re-done with llama-cpp-python, no flash attention, "
-                "F32 KV cache (its libllama is built without GGML_NATIVE: AVX2 kernels, not the AVX-512 ones of "
-                "the native llama-perplexity)",
+                "F16 KV cache (llama.cpp's default; its libllama is built without GGML_NATIVE: AVX2 kernels, not "
+                "the AVX-512 ones of the native llama-perplexity) — the numerics BlueWhale reproduces bit for bit",
         "algorithm": [
             "tokens = tokenize(whole text, add BOS only if tokenizer.ggml.add_bos_token, parse_special=false)",
             "n_chunk = len(tokens) / n_ctx (remainder dropped); chunk i = tokens[i*n_ctx, (i+1)*n_ctx)",

@@ -150,11 +150,13 @@ public final class DenseDecoder: LanguageModel, @unchecked Sendable {
         var tokenSequence: [Int] = []
         var tokenPosition: [Int] = []
         var tokenIDs: [Int] = []
+        var tokenPassCount: [Int] = []
         for (s, input) in batch.enumerated() {
             for (k, token) in input.tokens.enumerated() {
                 tokenIDs.append(token)
                 tokenSequence.append(s)
                 tokenPosition.append(input.cache.count + k)
+                tokenPassCount.append(input.tokens.count)
             }
         }
         let count = tokenIDs.count
@@ -200,7 +202,7 @@ public final class DenseDecoder: LanguageModel, @unchecked Sendable {
                 (cache.values[l] + tokenPosition[t] * kvWidth).update(from: v + t * kvWidth, count: kvWidth)
             }
             GroupedQueryAttention.run(
-                queries: q, count: count, positions: tokenPosition, caches: tokenCaches,
+                queries: q, count: count, positions: tokenPosition, passTokens: tokenPassCount, caches: tokenCaches,
                 layer: l, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, precision: c.attentionPrecision,
                 output: attention, pool: pool)
             Linear.apply(
@@ -212,7 +214,7 @@ public final class DenseDecoder: LanguageModel, @unchecked Sendable {
                 hidden, weight: layer.feedForwardNorm, rows: count, n: c.hiddenSize, eps: c.rmsNormEps, output: normed)
             Linear.apply(layer.gate, input: normed, tokens: count, output: gate, pool: pool, workspace: workspace)
             Linear.apply(layer.up, input: normed, tokens: count, output: up, pool: pool, workspace: workspace)
-            Ops.swiGLU(gate: gate, up: up, count: count * c.intermediateSize)
+            Ops.swiGLU(gate: gate, up: up, rows: count, n: c.intermediateSize)
             Linear.apply(layer.down, input: gate, tokens: count, output: projected, pool: pool, workspace: workspace)
             Ops.add(projected, into: hidden, count: count * c.hiddenSize)
         }
@@ -292,32 +294,34 @@ extension DenseDecoder {
             throw WhaleError(.missingTensor, file: model.path, field: "token_embd.weight", "the model has no embedding")
         }
         let base = metadata["\(arch).rope.freq_base"]?.double ?? 10000
-        var frequencies = RotaryEmbedding.standardFrequencies(dimensions: ropeDims, base: base)
+        var frequencyScale: Float = 1
         if let scaling = metadata["\(arch).rope.scaling.type"]?.string, scaling != "none" {
             guard scaling == "linear", let factor = metadata["\(arch).rope.scaling.factor"]?.double else {
                 throw WhaleError(
                     .invalidValue, file: model.path, field: "\(arch).rope.scaling.type",
                     "RoPE scaling \"\(scaling)\" is not supported for dense models yet")
             }
-            frequencies = frequencies.map { $0 / Float(factor) }
+            frequencyScale = 1 / Float(factor)
         }
+        var divisors: [Float]?
         if let factors = model.tensor(named: "rope_freqs.weight") {
             // Llama 3.1: per-dimension divisors, stored by the converter.
-            let divisors = try Dequantize.toFloats(
+            let values = try Dequantize.toFloats(
                 factors.type, bytes: model.data(of: factors), count: factors.elementCount, tensorName: factors.name)
-            guard divisors.count == frequencies.count else {
+            guard values.count == ropeDims / 2 else {
                 throw WhaleError(
-                    .invalidShape, file: model.path, field: factors.name, "expected \(frequencies.count) values")
+                    .invalidShape, file: model.path, field: factors.name, "expected \(ropeDims / 2) values")
             }
-            frequencies = zip(frequencies, divisors).map { $0 / $1 }
+            divisors = values
         }
+        let rope = RotaryEmbedding.ggml(
+            dimensions: ropeDims, layout: layout, base: base, divisors: divisors, frequencyScale: frequencyScale)
         return Configuration(
             architecture: arch, vocabularySize: embedding.shape[0], hiddenSize: hidden,
             intermediateSize: try int("feed_forward_length"), layers: try int("block_count"), heads: heads,
             kvHeads: kvHeads, headDim: headDim, contextLength: try int("context_length", default: 2048),
             rmsNormEps: Float(metadata["\(arch).attention.layer_norm_rms_epsilon"]?.double ?? 1e-5),
-            rope: RotaryEmbedding(dimensions: ropeDims, layout: layout, inverseFrequencies: frequencies),
-            qkvBias: qkvBias, attentionPrecision: .f16)
+            rope: rope, qkvBias: qkvBias, attentionPrecision: .f16)
     }
 
     static func huggingFaceConfiguration(_ config: ModelConfig, files: ModelFiles, qkvBias: Bool) throws

@@ -7,9 +7,11 @@ import WhaleTokenizer
 
 @testable import WhaleEngine
 
-/// `whale perplexity`'s algorithm against llama.cpp's llama-perplexity on SmolLM2 Q4_1 and the GPL-3 text,
-/// context 512 (Fixtures/smollm2/perplexity.json): within 1%. Release builds only (debug kernels are far
-/// too slow for 7,000 tokens).
+/// `whale perplexity`'s algorithm against llama.cpp on SmolLM2 Q4_1 and the GPL-3 text, context 512
+/// (Fixtures/smollm2/perplexity.json): within 1% of the native llama-perplexity (AVX-512 kernels, flash
+/// attention), and equal — every chunk's running perplexity to the fixture's 4 decimals — to llama.cpp's
+/// x86 AVX2 build without flash attention and with its default F16 cache, whose numerics BlueWhale
+/// reproduces. Release builds only (debug kernels are far too slow for 7,000 tokens).
 @Suite struct PerplexityTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("WhaleModelsTests/Fixtures/smollm2").path
@@ -40,6 +42,12 @@ import WhaleTokenizer
         #expect(result.runningPerplexity.count == 14)
         #expect(
             abs(result.perplexity / expected - 1) < 0.01, "PPL \(result.perplexity) vs llama-perplexity \(expected)")
+        let sameBuild = try #require(reference["python_reimplementation"]?.object)
+        let chunks = try #require(sameBuild["chunks"]?.array?.compactMap { $0.object?["running_ppl"]?.double })
+        #expect(chunks.count == result.runningPerplexity.count)
+        for (i, (ours, theirs)) in zip(result.runningPerplexity, chunks).enumerated() {
+            #expect(abs(ours - theirs) <= 1e-4, "chunk \(i + 1): running PPL \(ours) vs llama.cpp \(theirs)")
+        }
     }
 
     /// The chunking on a tiny model: one chunk of 8 scores exactly tokens 5, 6, 7 given their prefixes.

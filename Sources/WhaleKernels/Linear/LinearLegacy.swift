@@ -7,30 +7,38 @@
 // and turned into shuffle storms in a whole-module one. Widening is done instead with masks and shifts
 // on 16-bit lanes, products with 16-bit multiplies, and int → float with the 2²³ + 2²² bias trick.
 //
-// Two blocks of 4-bit codes fill one 256-bit vector of 16-bit lanes (four nibbles each); the
-// activations are pre-arranged to match (`ActivationLayout.nibblePairs`), so a block pair costs four
-// `vpmullw`. Each weight block is unpacked once for up to four tokens.
+// A block of 4-bit codes is unpacked into two 256-bit vectors of 16-bit lanes (even and odd elements);
+// the activations are pre-arranged to match (`ActivationLayout.nibbleQuads`), so a block costs two
+// `vpmullw` and one sum of adjacent lanes gives ggml's eight four-element lanes directly. Each weight block is
+// unpacked once for up to four tokens.
 //
-// The float steps differ from the reference's ([BLOCK_DOT_ORDER]) only in summation order: each row keeps
-// eight float lanes and reduces them at the end.
+// [X86_BLOCK_DOT] The float steps are those of llama.cpp's x86 (AVX2) `ggml_vec_dot_<type>_q8_<0|1>`, so
+// results are bit-identical to it: per block, eight lanes each holding the exact integer sum of four
+// consecutive products, `acc = fma(d_w·d_x, lanes, acc)`; for Q4_1 / Q5_1 a scalar `summs = fma(m_w, s_x,
+// summs)` in block order; the row's value is `hsum(acc) + summs` with the SSE reduction order
+// (`horizontalSum`). Bit-identity matters beyond tidiness: a 4-bit model amplifies a last-bit difference in
+// any activation (through the next layer's 8-bit rounding) into logprob differences of 0.1 and more.
 
 /// A 32-element block type whose values are 4-bit codes (plus a fifth bit for Q5), with `y = d·code + m`
-/// (Q4_1, Q5_1) or `y = d·(code − zeroPoint)` (Q4_0, Q5_0; `m` is then taken as `d` and the zero point is
-/// folded into the activations' `s`).
+/// (Q4_1, Q5_1: `hasMinimum`) or `y = d·(code − zeroPoint)` (Q4_0, Q5_0).
 protocol NibbleBlockFormat {
     static var blockBytes: Int { get }
     /// Offset of the 16 packed nibble bytes.
     static var nibblesOffset: Int { get }
-    /// The block's float16 d (low half) and m-or-d (high half) as one 32-bit word.
+    /// The block's float16 d (low half) and m (high half; d again without a minimum) as one 32-bit word.
     static func scaleWord(_ block: UnsafeRawPointer) -> UInt32
     /// Whether the block has a 32-bit word of fifth bits at offset `nibblesOffset − 4`.
     static var hasFifthBits: Bool { get }
+    static var hasMinimum: Bool { get }
+    static var zeroPoint: Int16 { get }
 }
 
 enum Q4_0Format: NibbleBlockFormat {
     static var blockBytes: Int { 18 }
     static var nibblesOffset: Int { 2 }
     static var hasFifthBits: Bool { false }
+    static var hasMinimum: Bool { false }
+    static var zeroPoint: Int16 { 8 }
     @inline(__always) static func scaleWord(_ block: UnsafeRawPointer) -> UInt32 {
         let d = UInt32(block.loadUnaligned(as: UInt16.self))
         return d | d &<< 16
@@ -41,6 +49,8 @@ enum Q4_1Format: NibbleBlockFormat {
     static var blockBytes: Int { 20 }
     static var nibblesOffset: Int { 4 }
     static var hasFifthBits: Bool { false }
+    static var hasMinimum: Bool { true }
+    static var zeroPoint: Int16 { 0 }
     @inline(__always) static func scaleWord(_ block: UnsafeRawPointer) -> UInt32 {
         block.loadUnaligned(as: UInt32.self)
     }
@@ -50,6 +60,8 @@ enum Q5_0Format: NibbleBlockFormat {
     static var blockBytes: Int { 22 }
     static var nibblesOffset: Int { 6 }
     static var hasFifthBits: Bool { true }
+    static var hasMinimum: Bool { false }
+    static var zeroPoint: Int16 { 16 }
     @inline(__always) static func scaleWord(_ block: UnsafeRawPointer) -> UInt32 {
         let d = UInt32(block.loadUnaligned(as: UInt16.self))
         return d | d &<< 16
@@ -60,6 +72,8 @@ enum Q5_1Format: NibbleBlockFormat {
     static var blockBytes: Int { 24 }
     static var nibblesOffset: Int { 8 }
     static var hasFifthBits: Bool { true }
+    static var hasMinimum: Bool { true }
+    static var zeroPoint: Int16 { 0 }
     @inline(__always) static func scaleWord(_ block: UnsafeRawPointer) -> UInt32 {
         block.loadUnaligned(as: UInt32.self)
     }
@@ -93,8 +107,8 @@ enum LegacyKernels {
 
     // MARK: Nibble blocks
 
-    /// Rows `rows` for every token: tiles of four tokens share each unpacked block pair; the remaining
-    /// tokens go one at a time.
+    /// Rows `rows` for every token: tiles of four tokens share each unpacked block; the remaining tokens go
+    /// one at a time.
     @inline(__always)
     static func nibbleRows<F: NibbleBlockFormat>(
         _ format: F.Type, _ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>
@@ -117,55 +131,54 @@ enum LegacyKernels {
         }
     }
 
-    /// A pair of weight blocks unpacked: four vectors of codes (see `ActivationLayout.nibblePairs`), and
-    /// the blocks' d and m (or d again) spread over the four lanes each block's sums land in.
-    struct NibblePair {
-        var c0, c1, c2, c3: SIMD16<Int16>
-        var d: SIMD8<Float>
-        var m: SIMD8<Float>
+    /// One weight block unpacked (see `ActivationLayout.nibbleQuads`): 16-bit lane k of `c0` holds the code of
+    /// element 2k (k < 8) or 16 + 2(k − 8), of `c1` the next element — minus the zero point; and the block's
+    /// d and m.
+    struct NibbleBlock {
+        var c0, c1: SIMD16<Int16>
+        var d, m: Float
     }
 
-    /// Blocks `2·pair` and `2·pair + 1`, or only the first (`single`, for an odd block count).
     @inline(__always)
-    static func nibblePair<F: NibbleBlockFormat>(_ format: F.Type, _ w: UnsafeRawPointer, pair: Int, single: Bool)
-        -> NibblePair
+    static func nibbleBlock<F: NibbleBlockFormat>(_ format: F.Type, _ w: UnsafeRawPointer, block b: Int) -> NibbleBlock
     {
-        let a = w + (2 &* pair) &* F.blockBytes
-        let b = a + F.blockBytes
-        let low = (a + F.nibblesOffset).loadUnaligned(as: SIMD8<UInt16>.self)
-        let codes = SIMD16(
-            lowHalf: low, highHalf: single ? .zero : (b + F.nibblesOffset).loadUnaligned(as: SIMD8<UInt16>.self))
-        var n0 = codes & 0x000F
-        var n1 = (codes &>> 4) & 0x000F
-        var n2 = (codes &>> 8) & 0x000F
-        var n3 = codes &>> 12
+        let a = w + b &* F.blockBytes
+        // Byte k holds element k (low nibble) and k + 16 (high nibble); word k holds bytes 2k, 2k + 1.
+        let words = (a + F.nibblesOffset).loadUnaligned(as: SIMD8<UInt16>.self)
+        let v = SIMD16(lowHalf: words, highHalf: words &>> 4)
+        var c0 = v & 0x000F
+        var c1 = (v &>> 8) & 0x000F
         if F.hasFifthBits {
-            let qhA = (a + (F.nibblesOffset &- 4)).loadUnaligned(as: UInt32.self)
-            let qhB = single ? 0 : (b + (F.nibblesOffset &- 4)).loadUnaligned(as: UInt32.self)
-            addFifthBits(&n0, &n1, &n2, &n3, qhA, qhB)
+            // Bit e of qh is element e's fifth bit: lanes k < 8 read its low half, the others its high half.
+            let qh = (a + (F.nibblesOffset &- 4)).loadUnaligned(as: UInt32.self)
+            let halves = SIMD16<UInt16>(
+                lowHalf: SIMD8(repeating: UInt16(truncatingIfNeeded: qh)),
+                highHalf: SIMD8(repeating: UInt16(truncatingIfNeeded: qh &>> 16)))
+            let even = SIMD16<UInt16>(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14)
+            c0 |= ((halves &>> even) &<< 4) & 0x10
+            c1 |= ((halves &>> (even &+ 1)) &<< 4) & 0x10
         }
-        let words = SIMD2(F.scaleWord(a), single ? 0 : F.scaleWord(b))
-        let dm = SIMD4<Float>(unsafeBitCast(words, to: SIMD4<Float16>.self))
-        return NibblePair(
-            c0: unsafeBitCast(n0, to: SIMD16<Int16>.self), c1: unsafeBitCast(n1, to: SIMD16<Int16>.self),
-            c2: unsafeBitCast(n2, to: SIMD16<Int16>.self), c3: unsafeBitCast(n3, to: SIMD16<Int16>.self),
-            d: SIMD8(dm[0], dm[0], dm[0], dm[0], dm[2], dm[2], dm[2], dm[2]),
-            m: SIMD8(dm[1], dm[1], dm[1], dm[1], dm[3], dm[3], dm[3], dm[3]))
+        let dm = SIMD2<Float>(unsafeBitCast(F.scaleWord(a), to: SIMD2<Float16>.self))
+        let zero = SIMD16<Int16>(repeating: F.zeroPoint)
+        return NibbleBlock(
+            c0: unsafeBitCast(c0, to: SIMD16<Int16>.self) &- zero,
+            c1: unsafeBitCast(c1, to: SIMD16<Int16>.self) &- zero,
+            d: dm[0], m: dm[1])
     }
 
-    /// Adds one token's products with a block pair: `y` is the pair's 64 activation values, `s` its 16
-    /// scale floats (d_A ×4, d_B ×4, s_A / 4 ×4, s_B / 4 ×4; see `QuantizedActivations.quantize`). The
-    /// weights' m·s term is spread over the block's four lanes (÷ 4 is exact), so one accumulator suffices.
+    /// Adds one token's products with one block ([X86_BLOCK_DOT]): `y` is the block's 32 activation values,
+    /// `s` its two scale floats (d, s; see `QuantizedActivations.quantize`).
     @inline(__always)
-    static func accumulate(_ p: NibblePair, _ y: UnsafeRawPointer, _ s: UnsafeRawPointer, _ acc: inout SIMD8<Float>) {
+    static func accumulate<F: NibbleBlockFormat>(
+        _ format: F.Type, _ block: NibbleBlock, _ y: UnsafeRawPointer, _ s: UnsafeRawPointer,
+        _ acc: inout SIMD8<Float>, _ summs: inout Float
+    ) {
+        // Two products of |code| < 32 and |q| ≤ 127 per lane, four per pair of lanes: all fit in 16 bits.
         let products =
-            (p.c0 &* y.load(as: SIMD16<Int16>.self) &+ p.c1 &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self))
-            &+ (p.c2 &* y.load(fromByteOffset: 64, as: SIMD16<Int16>.self)
-                &+ p.c3 &* y.load(fromByteOffset: 96, as: SIMD16<Int16>.self))
-        // Sums of four products of codes < 32 and |q| ≤ 127 fit in 16 bits.
-        let lanes = narrowPairSums(products)
-        acc.addProduct(p.d * s.load(as: SIMD8<Float>.self), exactFloat(lanes))
-        acc.addProduct(p.m, s.load(fromByteOffset: 32, as: SIMD8<Float>.self))
+            block.c0 &* y.load(as: SIMD16<Int16>.self) &+ block.c1 &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self)
+        let scales = s.load(as: SIMD2<Float>.self)
+        acc.addProduct(SIMD8(repeating: block.d * scales[0]), exactFloat(narrowPairSums(products)))
+        if F.hasMinimum { summs.addProduct(block.m, scales[1]) }
     }
 
     @inline(__always)
@@ -173,20 +186,13 @@ enum LegacyKernels {
         _ format: F.Type, _ w: UnsafeRawPointer, blocks: Int, _ x: QuantizedActivations, token: Int
     ) -> Float {
         var acc = SIMD8<Float>()
+        var summs: Float = 0
         let y = x.values(token: token)
         let s = x.scales(token: token)
-        let pairs = blocks &>> 1
-        var pair = 0
-        while pair < pairs {
-            let p = nibblePair(format, w, pair: pair, single: false)
-            accumulate(p, y + pair &* 128, s + pair &* 64, &acc)
-            pair &+= 1
+        for b in 0..<blocks {
+            accumulate(format, nibbleBlock(format, w, block: b), y + b &* 64, s + b &* 8, &acc, &summs)
         }
-        if blocks & 1 == 1 {
-            let p = nibblePair(format, w, pair: pair, single: true)
-            accumulate(p, y + pair &* 128, s + pair &* 64, &acc)
-        }
-        return horizontalSum(acc)
+        return horizontalSum(acc) + summs
     }
 
     @inline(__always)
@@ -197,44 +203,26 @@ enum LegacyKernels {
         var acc1 = SIMD8<Float>()
         var acc2 = SIMD8<Float>()
         var acc3 = SIMD8<Float>()
+        var summs0: Float = 0
+        var summs1: Float = 0
+        var summs2: Float = 0
+        var summs3: Float = 0
         let y0 = x.values(token: token)
         let s0 = x.scales(token: token)
         let valueStride = x.sizes.valuesPerToken &* 2
         let scaleStride = x.sizes.scalesPerToken &* 4
-        let pairs = (blocks &+ 1) &>> 1
-        var pair = 0
-        while pair < pairs {
-            let p = nibblePair(format, w, pair: pair, single: 2 &* pair &+ 1 == blocks)
-            let y = y0 + pair &* 128
-            let s = s0 + pair &* 64
-            accumulate(p, y, s, &acc0)
-            accumulate(p, y + valueStride, s + scaleStride, &acc1)
-            accumulate(p, y + 2 &* valueStride, s + 2 &* scaleStride, &acc2)
-            accumulate(p, y + 3 &* valueStride, s + 3 &* scaleStride, &acc3)
-            pair &+= 1
+        for b in 0..<blocks {
+            let block = nibbleBlock(format, w, block: b)
+            let y = y0 + b &* 64
+            let s = s0 + b &* 8
+            accumulate(format, block, y, s, &acc0, &summs0)
+            accumulate(format, block, y + valueStride, s + scaleStride, &acc1, &summs1)
+            accumulate(format, block, y + 2 &* valueStride, s + 2 &* scaleStride, &acc2, &summs2)
+            accumulate(format, block, y + 3 &* valueStride, s + 3 &* scaleStride, &acc3, &summs3)
         }
-        return SIMD4(horizontalSum(acc0), horizontalSum(acc1), horizontalSum(acc2), horizontalSum(acc3))
-    }
-
-    /// ORs the fifth bit (16) into each code: bit e of a block's `qh` belongs to its element e, and lane k
-    /// of n0…n3 holds elements 2k, 2k + 16, 2k + 1, 2k + 17 (k < 8 block A, else block B).
-    @inline(__always)
-    static func addFifthBits(
-        _ n0: inout SIMD16<UInt16>, _ n1: inout SIMD16<UInt16>, _ n2: inout SIMD16<UInt16>,
-        _ n3: inout SIMD16<UInt16>, _ qhA: UInt32, _ qhB: UInt32
-    ) {
-        let low = SIMD16<UInt16>(
-            lowHalf: SIMD8(repeating: UInt16(truncatingIfNeeded: qhA)),
-            highHalf: SIMD8(repeating: UInt16(truncatingIfNeeded: qhB)))
-        let high = SIMD16<UInt16>(
-            lowHalf: SIMD8(repeating: UInt16(truncatingIfNeeded: qhA &>> 16)),
-            highHalf: SIMD8(repeating: UInt16(truncatingIfNeeded: qhB &>> 16)))
-        let even = SIMD16<UInt16>(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14)
-        let odd = even &+ 1
-        n0 |= ((low &>> even) &<< 4) & 0x10
-        n1 |= ((high &>> even) &<< 4) & 0x10
-        n2 |= ((low &>> odd) &<< 4) & 0x10
-        n3 |= ((high &>> odd) &<< 4) & 0x10
+        return SIMD4(
+            horizontalSum(acc0) + summs0, horizontalSum(acc1) + summs1, horizontalSum(acc2) + summs2,
+            horizontalSum(acc3) + summs3)
     }
 
     // MARK: Q8_0

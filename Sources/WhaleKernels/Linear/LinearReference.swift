@@ -8,9 +8,9 @@ import WhaleCore
 // and ARM paths compute `id = 1 / d` (and round half away from zero in the scalar one), which changes a
 // rare value by one step.
 //
-// [BLOCK_DOT_ORDER] Each block's integer dot product is exact, so only the float steps matter. They follow
-// ggml's `*_generic` dot products: one float `sumf` per row accumulated block by block (legacy types), and
-// for K-quants the 8 float lanes `sums[l]` of `ggml_vec_dot_q4_K_q8_K_generic` / `…_q6_K_…`.
+// [BLOCK_DOT_ORDER] Each block's integer dot product is exact, so only the float steps matter. Legacy
+// types follow llama.cpp's x86 (AVX2) dot products, which `apply` reproduces bit for bit ([X86_BLOCK_DOT]);
+// K-quants follow the 8 float lanes `sums[l]` of `ggml_vec_dot_q4_K_q8_K_generic` / `…_q6_K_…`.
 
 extension Linear {
     /// The scalar specification of `apply` (same quantization of activations, same block order), used by tests.
@@ -114,19 +114,26 @@ enum ReferenceDot {
     static func row(_ type: DType, _ w: UnsafeRawPointer, _ x: ReferenceActivations, blocks: Int) -> Float {
         switch type {
         case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0:
-            var sumf: Float = 0
-            for b in 0..<blocks { sumf += legacyBlock(type, w + b * type.bytesPerBlock, x, block: b) }
-            return sumf
+            // Eight float lanes, each fed one four-element integer sum per block; the offset term apart.
+            var lanes = [Float](repeating: 0, count: 8)
+            var summs: Float = 0
+            for b in 0..<blocks {
+                legacyBlock(type, w + b * type.bytesPerBlock, x, block: b, lanes: &lanes, summs: &summs)
+            }
+            let half = (0..<4).map { lanes[$0 + 4] + lanes[$0] }
+            return ((half[0] + half[2]) + (half[1] + half[3])) + summs
         case .q4_K: return q4_K(w, x, blocks: blocks)
         case .q6_K: return q6_K(w, x, blocks: blocks)
         default: preconditionFailure(Linear.unsupportedMessage(type))
         }
     }
 
-    /// One 32-element block's contribution, in the float order of `ggml_vec_dot_<type>_q8_<0|1>_generic`.
-    static func legacyBlock(_ type: DType, _ block: UnsafeRawPointer, _ x: ReferenceActivations, block b: Int)
-        -> Float
-    {
+    /// One 32-element block's contribution, in the float order of x86 `ggml_vec_dot_<type>_q8_<0|1>`:
+    /// `lanes[l] = fma(d_w·d_x, Σ of products 4l…4l+3, lanes[l])`, and for Q4_1 / Q5_1 `summs = fma(m, s, summs)`.
+    static func legacyBlock(
+        _ type: DType, _ block: UnsafeRawPointer, _ x: ReferenceActivations, block b: Int, lanes: inout [Float],
+        summs: inout Float
+    ) {
         let dx = Dequantize.half(block, 0)
         let dy = x.scales[b]
         var weights = [Int32](repeating: 0, count: 32)
@@ -152,14 +159,13 @@ enum ReferenceDot {
             }
         default: preconditionFailure(Linear.unsupportedMessage(type))
         }
-        var sumi: Int32 = 0
-        for j in 0..<32 { sumi += weights[j] * Int32(x.values[b * 32 + j]) }
-        switch type {
-        case .q4_0: return Float(sumi) * dx * dy
-        case .q8_0: return Float(sumi) * (dx * dy)
-        case .q5_0: return (dx * dy) * Float(sumi)
-        default: return (dx * dy) * Float(sumi) + Dequantize.half(block, 2) * x.offsets[b]  // Q4_1, Q5_1
+        let scale = dx * dy
+        for l in 0..<8 {
+            var sumi: Int32 = 0
+            for j in (4 * l)..<(4 * l + 4) { sumi += weights[j] * Int32(x.values[b * 32 + j]) }
+            lanes[l] = lanes[l].addingProduct(scale, Float(sumi))
         }
+        if type == .q4_1 || type == .q5_1 { summs = summs.addingProduct(Dequantize.half(block, 2), x.offsets[b]) }
     }
 
     /// `ggml_vec_dot_q4_K_q8_K_generic`.

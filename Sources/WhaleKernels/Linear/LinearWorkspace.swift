@@ -69,10 +69,9 @@ public final class LinearWorkspace {
 /// How a weight type wants its activations: llama.cpp's `vec_dot_type` for the values, and an order of
 /// the int16 values that lets the kernel multiply them with unpacked weight codes lane by lane.
 enum ActivationLayout {
-    /// Q8_0 values (Q4_0 / Q5_0) or Q8_1 values (Q4_1 / Q5_1) in the nibble-pair order below. The
-    /// per-block pair (d, s) holds s = fp16(d · Σq) for Q8_1 and s = −zeroPoint · d · Σq for Q8_0, so every
-    /// one of these kernels computes d_w · d · Σ code·q + m_w · s with m_w = the weights' m or d.
-    case nibblePairs(q8_1: Bool, zeroPoint: Int32)
+    /// Q8_0 values (Q4_0 / Q5_0) or Q8_1 values (Q4_1 / Q5_1, whose s = fp16(d · Σq) is kept too) in the
+    /// nibble-quad order below.
+    case nibbleQuads(q8_1: Bool)
     /// Q8_0 values (Q8_0 weights) in the even/odd order.
     case evenOdd
     /// Q8_K values in the Q4_K nibble order, with per-16 sums (`bsums`).
@@ -82,9 +81,8 @@ enum ActivationLayout {
 
     init(_ weightType: DType) {
         switch weightType {
-        case .q4_0: self = .nibblePairs(q8_1: false, zeroPoint: 8)
-        case .q5_0: self = .nibblePairs(q8_1: false, zeroPoint: 16)
-        case .q4_1, .q5_1: self = .nibblePairs(q8_1: true, zeroPoint: 0)
+        case .q4_0, .q5_0: self = .nibbleQuads(q8_1: false)
+        case .q4_1, .q5_1: self = .nibbleQuads(q8_1: true)
         case .q8_0: self = .evenOdd
         case .q4_K: self = .q4K
         case .q6_K: self = .q6K
@@ -94,7 +92,7 @@ enum ActivationLayout {
 
     var blockSize: Int {
         switch self {
-        case .nibblePairs, .evenOdd: 32
+        case .nibbleQuads, .evenOdd: 32
         case .q4K, .q6K: 256
         }
     }
@@ -105,11 +103,9 @@ enum ActivationLayout {
 /// The int8 values are what llama.cpp's x86 CPU backend computes (`quantize_row_q8_0`, `quantize_row_q8_1`,
 /// `quantize_row_q8_K_ref`, see `ActivationQuantizer`), widened to int16 and reordered:
 ///
-/// - nibble pairs (per two 32-element blocks A, B; 64 values): four vectors of 16 lanes; lane k < 8 belongs
-///   to A and uses bytes 2k and 2k+1 of A's packed nibbles, lane 8 + k likewise for B. Vector 0 holds the
-///   value for the low nibble of byte 2k (element 2k), vector 1 the high nibble (element 2k + 16), vector 2
-///   the low nibble of byte 2k + 1 (element 2k + 1), vector 3 its high nibble (element 2k + 17). A missing
-///   last B is zero.
+/// - nibble quads (per 32-element block): two vectors of 16 lanes; lane k of the first holds element 2k
+///   (k < 8) or 16 + 2(k − 8), of the second the element after it, so the products of lanes 2g and 2g + 1
+///   of both vectors together are ggml's four-element lane g.
 /// - even/odd (per 32 elements): 16 lanes of elements 0, 2, …, 30, then 16 lanes of elements 1, 3, …, 31.
 /// - Q4_K (per 64 elements of a super-block, chunk c): as nibble pairs but for the 32 packed bytes of chunk
 ///   c, whose low nibbles are elements 64c + j and high nibbles 64c + 32 + j.
@@ -121,7 +117,7 @@ struct QuantizedActivations {
         let blocks: Int
         /// int16 values per token (blocks rounded up to pairs for nibble pairs).
         let valuesPerToken: Int
-        /// Floats of scales per token: 16 per pair of blocks for nibble pairs (see `quantize`), else d per block.
+        /// Floats of scales per token: d and s per block for nibble quads, else d per block.
         let scalesPerToken: Int
         let groupsPerToken: Int
         let scalesOffset: Int
@@ -135,9 +131,9 @@ struct QuantizedActivations {
             self.columns = columns
             blocks = columns / layout.blockSize
             switch layout {
-            case .nibblePairs:
-                valuesPerToken = (blocks + 1) / 2 * 64
-                scalesPerToken = (blocks + 1) / 2 * 16
+            case .nibbleQuads:
+                valuesPerToken = columns
+                scalesPerToken = blocks * 2
             case .evenOdd, .q4K, .q6K:
                 valuesPerToken = columns
                 scalesPerToken = blocks
@@ -179,34 +175,18 @@ struct QuantizedActivations {
         let s = scales + token &* sizes.scalesPerToken
         let blocks = sizes.blocks
         switch sizes.layout {
-        case .nibblePairs(let q8_1, let zeroPoint):
-            // Per pair of blocks A, B: 64 values (four vectors of 16 lanes, A in lanes 0–7 of each) and
-            // 16 floats (d_A ×4, d_B ×4, s_A / 4 ×4, s_B / 4 ×4). A missing last B is all zeros.
+        case .nibbleQuads(let q8_1):
             for b in 0..<blocks {
                 let block = ActivationQuantizer.q8Block(x + b &* 32)
-                let v = out + (b &>> 1) &* 64 + (b & 1) &* 8
+                let v = out + b &* 32
                 for k in 0..<8 {
                     v[k] = Int16(truncatingIfNeeded: block.low[2 &* k])
-                    v[16 &+ k] = Int16(truncatingIfNeeded: block.high[2 &* k])
-                    v[32 &+ k] = Int16(truncatingIfNeeded: block.low[2 &* k &+ 1])
-                    v[48 &+ k] = Int16(truncatingIfNeeded: block.high[2 &* k &+ 1])
+                    v[8 &+ k] = Int16(truncatingIfNeeded: block.high[2 &* k])
+                    v[16 &+ k] = Int16(truncatingIfNeeded: block.low[2 &* k &+ 1])
+                    v[24 &+ k] = Int16(truncatingIfNeeded: block.high[2 &* k &+ 1])
                 }
-                let pairScales = s + (b &>> 1) &* 16 + (b & 1) &* 4
-                let offset =
-                    q8_1 ? Float(Float16(block.dFloat32 * Float(block.sum))) : Float(-zeroPoint &* block.sum) * block.d
-                for lane in 0..<4 {
-                    pairScales[lane] = block.d
-                    pairScales[8 &+ lane] = offset * 0.25
-                }
-            }
-            if blocks & 1 == 1 {
-                let v = out + (blocks &>> 1) &* 64 + 8
-                for vector in 0..<4 { (v + vector &* 16).initialize(repeating: 0, count: 8) }
-                let pairScales = s + (blocks &>> 1) &* 16
-                for lane in 4..<8 {
-                    pairScales[lane] = 0
-                    pairScales[8 &+ lane] = 0
-                }
+                s[2 &* b] = block.d
+                s[2 &* b &+ 1] = q8_1 ? Float(Float16(block.dFloat32 * Float(block.sum))) : 0
             }
         case .evenOdd:
             for b in 0..<blocks {

@@ -24,7 +24,7 @@ struct FeedForwardWeights {
         let upped = scratch.floats(count * hiddenSize)
         Linear.apply(gate, input: input, tokens: count, output: gated, pool: context.pool, workspace: context.linear)
         Linear.apply(up, input: input, tokens: count, output: upped, pool: context.pool, workspace: context.linear)
-        Ops.swiGLU(gate: gated, up: upped, count: count * hiddenSize)
+        Ops.swiGLU(gate: gated, up: upped, rows: count, n: hiddenSize)
         Linear.apply(down, input: gated, tokens: count, output: output, pool: context.pool, workspace: context.linear)
     }
 }
