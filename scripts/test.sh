@@ -10,4 +10,4 @@ scripts/fetch-tokenizers.sh all > /dev/null
 swift format lint --strict --configuration .swift-format --recursive Sources Tests Package.swift
 export WHALE_REQUIRE_MODELS=1
 swift test "$@"
-swift test -c release -Xswiftc -enable-testing --filter "SmolLM2Tests|PerplexityTests" "$@"
+swift test -c release -Xswiftc -enable-testing --filter "SmolLM2|PerplexityTests" "$@"

@@ -68,8 +68,9 @@ public final class Generator {
     public let cache: KVCache
     /// The tokens the cache holds, in order.
     public private(set) var cachedTokens: [Int] = []
-    /// Prompt tokens fed per forward pass.
-    public var batchSize = 256
+    /// Prompt tokens fed per forward pass: llama.cpp's default micro-batch, so that a prompt is split where
+    /// llama.cpp splits it (attention sums a one-token pass in a different order; see GroupedQueryAttention).
+    public var batchSize = 512
     /// What to do when the context is full: with a policy, drop old tokens and go on; without, stop
     /// (`contextFull`, or an error for a prompt that does not fit).
     public var contextShift: ContextShift?

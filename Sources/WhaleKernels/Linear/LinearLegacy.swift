@@ -5,7 +5,9 @@
 // conversions (`SIMD32<Int32>(truncatingIfNeeded:)`, …) are element loops that become vector code only if
 // LLVM happens to inline them: measured, they stayed calls inside the loop in a package build (0.1 GB/s)
 // and turned into shuffle storms in a whole-module one. Widening is done instead with masks and shifts
-// on 16-bit lanes, products with 16-bit multiplies, and int → float with the 2²³ + 2²² bias trick.
+// on 16-bit lanes and products with 16-bit multiplies. The one conversion used, `SIMD8<Float>(SIMD8<Int32>)`,
+// compiles to a single `vcvtdq2ps` here (scripts/bench-kernels.sh checks the kernels contain no calls —
+// used in more places, it stopped being inlined) and measured faster than the 2²³ + 2²² bias trick.
 //
 // A block of 4-bit codes is unpacked into two 256-bit vectors of 16-bit lanes (even and odd elements);
 // the activations are pre-arranged to match (`ActivationLayout.nibbleQuads`), so a block costs two
@@ -177,7 +179,7 @@ enum LegacyKernels {
         let products =
             block.c0 &* y.load(as: SIMD16<Int16>.self) &+ block.c1 &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self)
         let scales = s.load(as: SIMD2<Float>.self)
-        acc.addProduct(SIMD8(repeating: block.d * scales[0]), exactFloat(narrowPairSums(products)))
+        acc.addProduct(SIMD8(repeating: block.d * scales[0]), SIMD8<Float>(narrowPairSums(products)))
         if F.hasMinimum { summs.addProduct(block.m, scales[1]) }
     }
 
@@ -265,7 +267,7 @@ enum LegacyKernels {
                 let lanes = pairSums(
                     even &* y.load(as: SIMD16<Int16>.self) &+ odd &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self))
                 let scale = d * (s0 + k &* scaleStride).load(fromByteOffset: b &* 4, as: Float.self)
-                acc.addProduct(SIMD8(repeating: scale), exactFloat(lanes))
+                acc.addProduct(SIMD8(repeating: scale), SIMD8<Float>(lanes))
             }
             accumulate(&acc0, 0)
             if count > 1 { accumulate(&acc1, 1) }
@@ -299,6 +301,8 @@ enum LegacyKernels {
     }
 
     /// Int32 → Float for any value (rounded once): the high and low 16 bits converted exactly, then joined.
+    /// (The K-quant kernels use it: with them also calling `SIMD8<Float>(SIMD8<Int32>)`, the compiler stopped
+    /// inlining that conversion anywhere.)
     @inline(__always)
     static func wideFloat(_ v: SIMD8<Int32>) -> SIMD8<Float> {
         let high = exactFloat(v &>> 16)

@@ -107,15 +107,16 @@ enum ActivationLayout {
 ///   (k < 8) or 16 + 2(k − 8), of the second the element after it, so the products of lanes 2g and 2g + 1
 ///   of both vectors together are ggml's four-element lane g.
 /// - even/odd (per 32 elements): 16 lanes of elements 0, 2, …, 30, then 16 lanes of elements 1, 3, …, 31.
-/// - Q4_K (per 64 elements of a super-block, chunk c): as nibble pairs but for the 32 packed bytes of chunk
-///   c, whose low nibbles are elements 64c + j and high nibbles 64c + 32 + j.
+/// - Q4_K (per 64 elements of a super-block, chunk c, whose 32 packed bytes hold elements 64c + j in their
+///   low nibbles and 64c + 32 + j in their high ones): four vectors of 16 lanes; lane k of vector 0 holds
+///   element 64c + 2k, of vector 1 64c + 32 + 2k, of vector 2 64c + 2k + 1, of vector 3 64c + 33 + 2k.
 struct QuantizedActivations {
     struct Sizes {
         let layout: ActivationLayout
         let tokens: Int
         let columns: Int
         let blocks: Int
-        /// int16 values per token (blocks rounded up to pairs for nibble pairs).
+        /// int16 values per token.
         let valuesPerToken: Int
         /// Floats of scales per token: d and s per block for nibble quads, else d per block.
         let scalesPerToken: Int
