@@ -310,10 +310,7 @@ enum LegacyKernels {
         return high * SIMD8(repeating: 65536) + low
     }
 
-    /// Sum of eight lanes as a tree (`SIMD.sum()` adds them one by one).
+    /// Sum of eight lanes in x86's order (`Ops.horizontalSum`; `SIMD.sum()` adds them one by one).
     @inline(__always)
-    static func horizontalSum(_ v: SIMD8<Float>) -> Float {
-        let v4 = v.lowHalf + v.highHalf
-        return (v4[0] + v4[2]) + (v4[1] + v4[3])
-    }
+    static func horizontalSum(_ v: SIMD8<Float>) -> Float { Ops.horizontalSum(v) }
 }
