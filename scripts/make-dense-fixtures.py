@@ -21,6 +21,9 @@ Parts (--parts, default all):
                  vocab_size), model-f32.gguf written by llama.cpp's convert_hf_to_gguf.py --outtype f32,
                  reference.json (transformers, eager attention, float32 logits -> float64 log_softmax) and
                  reference-llamacpp.json (llama.cpp on model-f32.gguf, same ids, same layout, + the max abs diff)
+    tiny-q8      for the tiny models above: model-q8_0.gguf (the converter with --outtype q8_0) and
+                 reference-llamacpp-q8_0.json (llama.cpp on it with its defaults: F16 KV cache, no flash
+                 attention — the numerics BlueWhale reproduces bit for bit)
 
 Every part then rewrites Fixtures/MANIFEST.json: versions, seeds, commands, sha256 of every file under Fixtures/.
 
@@ -82,11 +85,12 @@ DISTRIBUTIONS = {
     "safetensors": "safetensors", "numpy": "numpy", "jinja2": "Jinja2", "sentencepiece": "sentencepiece",
     "llama_cpp_python": "llama_cpp_python",
 }
-PARTS = ["smollm2", "perplexity", "tiny"]
+PARTS = ["smollm2", "perplexity", "tiny", "tiny-q8"]
 PARTS_NEED = {
     "smollm2": ["llama_cpp_python", "numpy", "transformers", "jinja2"],
     "perplexity": ["llama_cpp_python", "numpy"],
     "tiny": ["torch", "transformers", "tokenizers", "gguf", "safetensors", "numpy", "sentencepiece", "llama_cpp_python"],
+    "tiny-q8": ["torch", "transformers", "gguf", "safetensors", "numpy", "sentencepiece", "llama_cpp_python"],
 }
 
 N_THREADS = 2
@@ -686,14 +690,15 @@ def reference_doc(source: str, logprobs, ids, extra: dict) -> dict:
     }
 
 
-def run_converter(llama_src: Path, model_dir: Path, outfile: Path, pre: str) -> dict:
-    """convert_hf_to_gguf.py --outtype f32. First as is (records why it refuses), then with only the
+def run_converter(llama_src: Path, model_dir: Path, outfile: Path, pre: str, outtype: str = "f32") -> dict:
+    """convert_hf_to_gguf.py --outtype OUTTYPE. First as is (records why it refuses), then with only the
     pre-tokenizer detection replaced (see the module docstring)."""
     env = dict(os.environ, PYTHONHASHSEED="0")
-    plain = [sys.executable, str(llama_src / "convert_hf_to_gguf.py"), str(model_dir), "--outtype", "f32",
+    plain = [sys.executable, str(llama_src / "convert_hf_to_gguf.py"), str(model_dir), "--outtype", outtype,
              "--outfile", str(outfile)]
     proc = subprocess.run(plain, capture_output=True, text=True, env=env)
-    result = {"plain_command": "python3 convert_hf_to_gguf.py MODEL_DIR --outtype f32 --outfile model-f32.gguf"}
+    result = {"plain_command": f"python3 convert_hf_to_gguf.py MODEL_DIR --outtype {outtype} "
+                               f"--outfile {outfile.name}"}
     if proc.returncode == 0:
         result["plain_result"] = "converted"
         return result
@@ -706,7 +711,7 @@ def run_converter(llama_src: Path, model_dir: Path, outfile: Path, pre: str) -> 
         f"sys.path.insert(0, {str(llama_src)!r}); sys.path.insert(1, {str(llama_src / 'gguf-py')!r})\n"
         "import conversion.base as base\n"
         f"base.TextModel.get_vocab_base_pre = lambda self, tokenizer: {pre!r}\n"
-        f"sys.argv = [{str(llama_src / 'convert_hf_to_gguf.py')!r}, {str(model_dir)!r}, '--outtype', 'f32', "
+        f"sys.argv = [{str(llama_src / 'convert_hf_to_gguf.py')!r}, {str(model_dir)!r}, '--outtype', {outtype!r}, "
         f"'--outfile', {str(outfile)!r}]\n"
         f"runpy.run_path({str(llama_src / 'convert_hf_to_gguf.py')!r}, run_name='__main__')\n"
     )
@@ -833,6 +838,36 @@ def make_tiny(ctx: dict) -> dict:
     return summary
 
 
+def make_tiny_q8(ctx: dict) -> dict:
+    """Q8_0 GGUFs of the tiny models (llama.cpp's converter, --outtype q8_0) and llama.cpp's logprobs on them
+    with its defaults (F16 KV cache, no flash attention) over reference.json's ids: the configuration whose
+    float operations BlueWhale reproduces exactly, so these references are matched to their rounding."""
+    import llama_cpp
+    import numpy as np
+
+    summary = {}
+    for name, spec in TINY_MODELS.items():
+        out_dir = OUT / name
+        if not (out_dir / "reference.json").is_file():
+            fail(f"{out_dir}/reference.json not found; run --parts tiny first")
+        ids = json.loads((out_dir / "reference.json").read_text(encoding="utf-8"))["ids"]
+        gguf_path = out_dir / "model-q8_0.gguf"
+        conv = run_converter(ctx["llama_src"], out_dir, gguf_path, TOKENIZER_FAMILIES[spec["family"]]["pre"],
+                             outtype="q8_0")
+        n_ctx = spec["config"]["max_position_embeddings"]
+        llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=N_THREADS,
+                              logits_all=True, verbose=False)
+        llm.eval(ids)
+        lp = log_softmax64(np.array(llm.scores[: len(ids)], dtype=np.float32))
+        write_json(out_dir / "reference-llamacpp-q8_0.json", reference_doc(
+            f"llama.cpp through llama-cpp-python on model-q8_0.gguf: Llama(n_ctx={n_ctx}, n_batch={n_ctx}, "
+            "n_threads=2, logits_all=True) with its defaults (F16 KV cache, no flash attention), all ids in one "
+            "decode", lp, ids, {"llama_cpp": ctx["llama_cpp"], "bindings": bindings_info(), "converter": conv}))
+        log(f"{name}: model-q8_0.gguf and reference-llamacpp-q8_0.json written")
+        summary[name] = {"converter": conv, "outputs": ["model-q8_0.gguf", "reference-llamacpp-q8_0.json"]}
+    return summary
+
+
 def tokenizer_cross_check(model_dir: Path, llm) -> dict:
     """HF tokenizers on tokenizer.json vs llama.cpp on the GGUF's vocabulary, for a few strings."""
     from tokenizers import Tokenizer
@@ -942,7 +977,7 @@ def main() -> None:
         fail(f"{SMOLLM2_GGUF} missing; run scripts/fetch-models.sh smollm2")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "README.md").write_text(README, encoding="utf-8")
-    makers = {"smollm2": make_smollm2, "perplexity": make_perplexity, "tiny": make_tiny}
+    makers = {"smollm2": make_smollm2, "perplexity": make_perplexity, "tiny": make_tiny, "tiny-q8": make_tiny_q8}
     results = {}
     for part in parts:
         results[part] = makers[part](ctx)

@@ -30,6 +30,16 @@ import WhaleModels
         try expectMatches(model, reference: "\(name)/reference.json")
         try expectMatches(model, reference: "\(name)/reference-llamacpp.json")
     }
+
+    /// The converter's Q8_0 GGUF with BlueWhale's GGUF defaults (f16 cache) against llama.cpp with its
+    /// defaults: the same float operations in the same order (docs/ARCHITECTURE.md, "Numerics"), so equal up
+    /// to the fixture's 1e-6 rounding — covering Qwen2's biases and half-split RoPE and Llama 3 rope_freqs.
+    @Test(arguments: models)
+    func q8GGUFEqualsLlamaCpp(name: String) throws {
+        let model = try ModelRegistry.load(Fixtures.path("\(name)/model-q8_0.gguf"))
+        let worst = try maximumLogprobDifference(model, reference: "\(name)/reference-llamacpp-q8_0.json")
+        #expect(worst <= 2e-6, "\(name): max |Δ logprob| = \(worst)")
+    }
 }
 
 /// Invariants of the forward pass and the cache, on a tiny model.
