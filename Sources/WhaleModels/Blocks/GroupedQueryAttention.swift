@@ -34,14 +34,13 @@ enum GroupedQueryAttention {
         let longest = ((positions.max() ?? 0) + 1 + 7) & ~7
         let blocks = (count + tokensPerItem - 1) / tokensPerItem
         let items = heads * blocks
-        // One score row per work item, so items can run on different threads.
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: items * longest)
-        defer { scores.deallocate() }
         pool.parallelFor(items) { item in
             let h = item % heads
             let block = item / heads
             let kvHead = h / group
-            let row = scores + item * longest
+            // Each work item has its own score row (items run on different threads).
+            let row = UnsafeMutablePointer<Float>.allocate(capacity: longest)
+            defer { row.deallocate() }
             var slots: UnsafeMutablePointer<Float>?
             defer { slots?.deallocate() }
             for t in (block * tokensPerItem)..<min(count, (block + 1) * tokensPerItem) {
