@@ -1,30 +1,12 @@
 import WhaleCore
 
-/// The architectures BlueWhale knows how to configure from a Hugging Face `config.json`.
-public enum Architecture: String, Sendable, CaseIterable {
-    case llama
-    case qwen2
-    case deepseekV2 = "deepseek_v2"
-    case deepseekV3 = "deepseek_v3"
-
-    /// The `config.json` `model_type` spelling.
-    public var modelType: String { rawValue }
-
-    /// llama.cpp's `general.architecture` spelling for the same family.
-    public var ggufName: String {
-        switch self {
-        case .llama: "llama"
-        case .qwen2: "qwen2"
-        case .deepseekV2, .deepseekV3: "deepseek2"
-        }
-    }
-}
-
-/// A typed model configuration decoded from `config.json` (+ `generation_config.json`).
+/// The keys of a Hugging Face `config.json` (+ `generation_config.json`) that every decoder-only
+/// transformer shares, typed; an architecture reads its own keys from `fields` (its weight map and
+/// configuration live in WhaleModels, one place per architecture).
 ///
 /// Keys keep their Hugging Face names in the decoder below so each field can be traced to the file.
 /// Optional fields are nil when the file leaves them out; defaults are those transformers applies.
-public struct ModelConfig: Sendable, Equatable {
+public struct ModelConfig: Sendable {
     public struct RopeScaling: Sendable, Equatable {
         /// `rope_type` (or legacy `type`): "linear", "dynamic", "yarn", "llama3", "default", …
         public var type: String
@@ -38,30 +20,6 @@ public struct ModelConfig: Sendable, Equatable {
         public var highFreqFactor: Double?
     }
 
-    /// DeepSeek's multi-head latent attention and MoE settings (deepseek_v2 / deepseek_v3 only).
-    public struct DeepSeek: Sendable, Equatable {
-        public var qLoraRank: Int?
-        public var kvLoraRank: Int
-        public var qkNopeHeadDim: Int
-        public var qkRopeHeadDim: Int
-        public var vHeadDim: Int
-        public var moeIntermediateSize: Int
-        public var nRoutedExperts: Int?
-        public var nSharedExperts: Int?
-        public var numExpertsPerTok: Int?
-        public var firstKDenseReplace: Int
-        public var moeLayerFreq: Int
-        public var scoringFunc: String
-        public var topkMethod: String
-        public var nGroup: Int?
-        public var topkGroup: Int?
-        public var normTopkProb: Bool
-        public var routedScalingFactor: Double
-        public var numNextnPredictLayers: Int
-        /// V3: rope pairs adjacent dims (true, the default) or rotate-half (false). V2 is always interleaved.
-        public var ropeInterleave: Bool = true
-    }
-
     /// `quantization_config` of an FP8 checkpoint.
     public struct Quantization: Sendable, Equatable {
         public var method: String
@@ -69,7 +27,10 @@ public struct ModelConfig: Sendable, Equatable {
         public var weightBlockSize: [Int]?
     }
 
-    public var architecture: Architecture
+    /// `model_type`, as written (which architectures can run is the model registry's answer).
+    public var modelType: String
+    /// The whole `config.json`, for the keys only one architecture has.
+    public var fields: JSONFields
     public var vocabSize: Int
     public var hiddenSize: Int
     public var intermediateSize: Int
@@ -82,11 +43,10 @@ public struct ModelConfig: Sendable, Equatable {
     public var ropeTheta: Double
     public var ropeScaling: RopeScaling?
     public var tieWordEmbeddings: Bool
+    /// `attention_bias` (an architecture whose projections always have biases ignores it).
     public var attentionBias: Bool
-    public var torchDtype: String?
     public var bosTokenId: Int?
     public var eosTokenIds: [Int]
-    public var deepseek: DeepSeek?
     public var quantization: Quantization?
     /// Sampling defaults from generation_config.json, when the model ships one.
     public var generation: GenerationDefaults?
@@ -117,14 +77,8 @@ public struct ModelConfig: Sendable, Equatable {
 
     /// Decodes a parsed `config.json`.
     public init(fields json: JSONFields) throws {
-        let modelType = try json.required("model_type", json.string)
-        guard let architecture = Architecture(rawValue: modelType) else {
-            throw WhaleError(
-                .unsupportedArchitecture, file: json.file, field: "model_type",
-                "model type \"\(modelType)\" is not supported",
-                hint: "supported: \(Architecture.allCases.map(\.modelType).joined(separator: ", "))")
-        }
-        self.architecture = architecture
+        fields = json
+        modelType = try json.required("model_type", json.string)
         vocabSize = try json.required("vocab_size", json.int)
         hiddenSize = try json.required("hidden_size", json.int)
         intermediateSize = try json.required("intermediate_size", json.int)
@@ -136,9 +90,7 @@ public struct ModelConfig: Sendable, Equatable {
         rmsNormEps = try json.double("rms_norm_eps") ?? 1e-6
         ropeTheta = try json.double("rope_theta") ?? 10000
         tieWordEmbeddings = try json.bool("tie_word_embeddings") ?? false
-        // Qwen2 always has q/k/v biases; the others say so with `attention_bias`.
-        attentionBias = architecture == .qwen2 ? true : (try json.bool("attention_bias") ?? false)
-        torchDtype = try json.string("torch_dtype") ?? json.string("dtype")
+        attentionBias = try json.bool("attention_bias") ?? false
         bosTokenId = try json.int("bos_token_id")
         eosTokenIds = try json.ints("eos_token_id") ?? []
 
@@ -164,30 +116,6 @@ public struct ModelConfig: Sendable, Equatable {
                 mscale: try scaling.double("mscale"), mscaleAllDim: try scaling.double("mscale_all_dim"),
                 lowFreqFactor: try scaling.double("low_freq_factor"),
                 highFreqFactor: try scaling.double("high_freq_factor"))
-        }
-
-        if architecture == .deepseekV2 || architecture == .deepseekV3 {
-            let isV3 = architecture == .deepseekV3
-            deepseek = DeepSeek(
-                qLoraRank: try json.int("q_lora_rank"),
-                kvLoraRank: try json.required("kv_lora_rank", json.int),
-                qkNopeHeadDim: try json.required("qk_nope_head_dim", json.int),
-                qkRopeHeadDim: try json.required("qk_rope_head_dim", json.int),
-                vHeadDim: try json.required("v_head_dim", json.int),
-                moeIntermediateSize: try json.required("moe_intermediate_size", json.int),
-                nRoutedExperts: try json.int("n_routed_experts"),
-                nSharedExperts: try json.int("n_shared_experts"),
-                numExpertsPerTok: try json.int("num_experts_per_tok"),
-                firstKDenseReplace: try json.int("first_k_dense_replace") ?? 0,
-                moeLayerFreq: try json.int("moe_layer_freq") ?? 1,
-                scoringFunc: try json.string("scoring_func") ?? (isV3 ? "sigmoid" : "softmax"),
-                topkMethod: try json.string("topk_method") ?? (isV3 ? "noaux_tc" : "greedy"),
-                nGroup: try json.int("n_group"),
-                topkGroup: try json.int("topk_group"),
-                normTopkProb: try json.bool("norm_topk_prob") ?? isV3,
-                routedScalingFactor: try json.double("routed_scaling_factor") ?? 1,
-                numNextnPredictLayers: try json.int("num_nextn_predict_layers") ?? 0,
-                ropeInterleave: isV3 ? (try json.bool("rope_interleave") ?? true) : true)
         }
 
         if let quant = try json.object("quantization_config") {

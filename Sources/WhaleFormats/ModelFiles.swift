@@ -26,6 +26,14 @@ public enum ModelFiles: Sendable {
         return .gguf(try GGUFModel(path: path))
     }
 
+    /// The path the model was opened from: the GGUF file (first shard) or the directory.
+    public var path: String {
+        switch self {
+        case .gguf(let model): model.path
+        case .safetensors(let model, _): model.directory
+        }
+    }
+
     public var tensors: [TensorInfo] {
         switch self {
         case .gguf(let model): model.tensors

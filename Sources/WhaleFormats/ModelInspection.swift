@@ -22,12 +22,10 @@ public struct ModelInspection: Sendable {
     /// Per stored type, most bytes first.
     public var weightTypes: [WeightTypeShare]
     public var contextLength: Int?
-    /// What the attention cache holds per token, all layers (BlueWhale stores float32): MLA's latent + rope
-    /// key for DeepSeek, keys + values otherwise. Nil when the shape is not known.
-    public var cacheValuesPerToken: Int?
-    public var cacheBytesPerToken: Int? { cacheValuesPerToken.map { $0 * 4 } }
-    /// How the per-token cache is made up, e.g. "27 layers × (512 latent + 64 rope)".
-    public var cacheLayout: String?
+    /// What the attention cache holds per token, as the architecture that runs the model says (nil when no
+    /// architecture can run it).
+    public var cache: CacheDescription?
+    public var cacheBytesPerToken: Int? { cache?.bytesPerToken }
     public var vocabularySize: Int?
     /// The tokenizer model: GGUF `tokenizer.ggml.model` (`gpt2`, `llama`, …) or tokenizer.json's `model.type`.
     public var tokenizerKind: String?
@@ -41,8 +39,22 @@ public struct ModelInspection: Sendable {
     /// empty for safetensors, whose configuration is config.json.
     public var metadata: [(key: String, summary: String)]
 
-    public init(_ files: ModelFiles, path: String) throws {
+    /// What an architecture's cache holds per token: bytes (all layers) and how they are made up, e.g.
+    /// "27 layers × (512 latent + 64 rope key)".
+    public struct CacheDescription: Sendable {
+        public var bytesPerToken: Int
+        public var layout: String
+
+        public init(bytesPerToken: Int, layout: String) {
+            self.bytesPerToken = bytesPerToken
+            self.layout = layout
+        }
+    }
+
+    /// - Parameter cache: the cache of the architecture that runs the model (the model registry knows it).
+    public init(_ files: ModelFiles, path: String, cache: CacheDescription?) throws {
         self.path = path
+        self.cache = cache
         tensors = files.tensors
         parameterCount = tensors.reduce(0) { $0 + $1.elementCount }
         var shares: [DType: WeightTypeShare] = [:]
@@ -69,48 +81,22 @@ public struct ModelInspection: Sendable {
             preTokenizer = metadata["tokenizer.ggml.pre"]?.string
             hasChatTemplate = metadata["tokenizer.chat_template"]?.string != nil
             blockScaledWeights = 0
-            func int(_ key: String) -> Int? { metadata["\(arch).\(key)"]?.int }
-            if let blocks = int("block_count"), let heads = int("attention.head_count") {
-                let layers = blocks - (int("nextn_predict_layers") ?? 0)
-                if let rank = int("attention.kv_lora_rank"), let rope = int("rope.dimension_count") {
-                    (cacheValuesPerToken, cacheLayout) = Self.latentCache(layers: layers, rank: rank, rope: rope)
-                } else if let hidden = int("embedding_length") {
-                    let kvHeads = int("attention.head_count_kv") ?? heads
-                    let key = int("attention.key_length") ?? hidden / heads
-                    let value = int("attention.value_length") ?? key
-                    cacheValuesPerToken = layers * kvHeads * (key + value)
-                    cacheLayout = "\(layers) layers × \(kvHeads) kv heads × (\(key) key + \(value) value)"
-                }
-            }
             self.metadata = model.metadataKeys.map { ($0, metadata[$0]!.summary) }
         case .safetensors(let model, let config):
             format = "safetensors"
             fileCount = model.files.count
             fileSize = model.fileSize
-            architecture = config.architecture.modelType
+            architecture = config.modelType
             name = nil
             contextLength = config.maxPositionEmbeddings
             vocabularySize = config.vocabSize
             blockScaledWeights = model.blockScales.count
-            if let deepseek = config.deepseek {
-                (cacheValuesPerToken, cacheLayout) = Self.latentCache(
-                    layers: config.numHiddenLayers, rank: deepseek.kvLoraRank, rope: deepseek.qkRopeHeadDim)
-            } else {
-                let headDim = config.headDim ?? config.hiddenSize / config.numAttentionHeads
-                cacheValuesPerToken = config.numHiddenLayers * config.numKeyValueHeads * 2 * headDim
-                cacheLayout =
-                    "\(config.numHiddenLayers) layers × \(config.numKeyValueHeads) kv heads × (\(headDim) key + \(headDim) value)"
-            }
             let tokenizer = try TokenizerFiles(directory: model.directory)
             tokenizerKind = tokenizer.kind
             preTokenizer = nil
             hasChatTemplate = tokenizer.hasChatTemplate
             metadata = []
         }
-    }
-
-    static func latentCache(layers: Int, rank: Int, rope: Int) -> (Int, String) {
-        (layers * (rank + rope), "\(layers) layers × (\(rank) latent + \(rope) rope key), MLA compressed")
     }
 
     /// The report as JSON (`whale inspect --json`); the flags add the tensor list and the metadata.
@@ -173,7 +159,7 @@ public struct ModelInspection: Sendable {
         row("parameters", "\(formatCount(parameterCount)) (\(parameterCount))")
         row("file size", "\(formatBytes(fileSize)) (\(fileSize) bytes)")
         row("context", contextLength.map(String.init) ?? "unknown")
-        if let bytes = cacheBytesPerToken, let layout = cacheLayout {
+        if let bytes = cacheBytesPerToken, let layout = cache?.layout {
             row("cache/token", "\(formatBytes(bytes)) (\(bytes) bytes, f32: \(layout))")
         }
         row("vocabulary", vocabularySize.map(String.init) ?? "unknown")

@@ -36,12 +36,35 @@ public struct SequenceInput {
     }
 }
 
-/// Thread pool and scratch memory for forward passes; one per caller, reused across passes.
+/// Threads, scratch memory and (optionally) a tap recorder for forward passes; one per caller, reused
+/// across passes, never used by two passes at once.
+///
+/// Every buffer a pass needs comes from `arena`, which stops growing once it has seen a pass of each
+/// shape: a decode step allocates no scratch memory.
 public final class ForwardContext {
     public let pool: ThreadPool
     let linear = LinearWorkspace()
+    public let arena = ScratchArena()
+    /// When set, each named step of a pass is copied here (`whale score --dump-taps`).
+    public var taps: TapRecorder?
 
-    public init(pool: ThreadPool) { self.pool = pool }
+    public init(pool: ThreadPool, taps: TapRecorder? = nil) {
+        self.pool = pool
+        self.taps = taps
+    }
+
+    /// `output[t] = weight · input[t]` for `tokens` rows (`Linear.apply` with this context's threads).
+    func linear(
+        _ weight: WeightMatrix, _ input: UnsafePointer<Float>, tokens: Int, into output: UnsafeMutablePointer<Float>
+    ) {
+        Linear.apply(weight, input: input, tokens: tokens, output: output, pool: pool, workspace: linear)
+    }
+
+    /// Records `values` (`shape`, outermost first) as tap `name` of `layer`, when taps are on.
+    @inline(__always)
+    func tap(_ name: String, _ layer: Int?, _ values: UnsafePointer<Float>, _ shape: @autoclosure () -> [Int]) {
+        if let taps { taps.record(name, layer: layer, values, shape: shape()) }
+    }
 }
 
 /// A decoder-only language model: token ids in, next-token logits out.
@@ -49,6 +72,7 @@ public protocol LanguageModel: AnyObject, Sendable {
     /// Architecture name, as the file declares it.
     var architecture: String { get }
     var vocabularySize: Int { get }
+    var hiddenSize: Int { get }
     /// The context length the model was trained for.
     var contextLength: Int { get }
     /// Bytes the cache holds per token (all layers).
@@ -60,6 +84,12 @@ public protocol LanguageModel: AnyObject, Sendable {
     /// Appends each sequence's tokens to its cache and returns, per sequence, the requested logit rows
     /// (`rows × vocabularySize` values, row-major).
     func forward(_ batch: [SequenceInput], context: ForwardContext) throws -> [[Float]]
+
+    /// `forward`, also returning every fed token's final normed hidden state (`tokens × hiddenSize` per
+    /// sequence) — what a draft module reads.
+    func forwardKeepingHidden(_ batch: [SequenceInput], context: ForwardContext) throws -> (
+        logits: [[Float]], hidden: [[Float]]
+    )
 }
 
 /// A model that can draft its own next tokens (DeepSeek-V3's multi-token-prediction module), for
@@ -67,13 +97,8 @@ public protocol LanguageModel: AnyObject, Sendable {
 public protocol DraftingLanguageModel: LanguageModel {
     /// Whether the loaded checkpoint has a draft module.
     var canDraft: Bool { get }
-    var hiddenSize: Int { get }
     /// An empty cache for the draft module.
     func makeDraftCache(capacity: Int) -> KVCache
-    /// `forward`, also returning every fed token's final hidden state (`tokens × hiddenSize` per sequence).
-    func forwardKeepingHidden(_ batch: [SequenceInput], context: ForwardContext) throws -> (
-        logits: [[Float]], hidden: [[Float]]
-    )
     /// Feeds pairs (hidden state at position p, token at p + 1) to the draft module and returns its logits for
     /// the token after the last pair's token.
     func draft(hidden: [Float], tokens: [Int], cache: KVCache, context: ForwardContext) throws -> [Float]

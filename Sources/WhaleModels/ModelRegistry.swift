@@ -1,40 +1,66 @@
 import WhaleCore
 import WhaleFormats
+import WhaleKernels
 
-/// Architecture name → loader: one line per architecture.
+/// One architecture's entry points: its folder or file supplies both from the model files alone.
+protocol Architecture {
+    /// The model, its weights read in place where possible.
+    static func load(_ files: ModelFiles, options: LoadOptions) throws -> TransformerDecoder
+    /// What its cache holds per token (for `whale inspect`), from the configuration alone.
+    static func cache(_ files: ModelFiles) throws -> ModelInspection.CacheDescription
+}
+
+/// Architecture name (GGUF `general.architecture` or config.json `model_type`) → implementation: one line
+/// per architecture.
 public enum ModelRegistry {
-    static let loaders: [String: @Sendable (ModelFiles, LoadOptions) throws -> any LanguageModel] = [
-        "llama": { try DenseDecoder.llama($0, options: $1) },
-        "qwen2": { try DenseDecoder.qwen2($0, options: $1) },
-        "deepseek_v2": { try DeepSeekDecoder.load($0, options: $1) },
-        "deepseek_v3": { try DeepSeekDecoder.load($0, options: $1) },
-        "deepseek2": { try DeepSeekDecoder.load($0, options: $1) },
-    ]
+    static func architecture(named name: String) -> (any Architecture.Type)? {
+        switch name {
+        case "llama": Llama.self
+        case "qwen2": Qwen2.self
+        case "deepseek_v2", "deepseek_v3", "deepseek2": DeepSeek.self
+        default: nil
+        }
+    }
 
-    /// The architectures `load` can run.
-    public static var architectures: [String] { loaders.keys.sorted() }
+    /// The architecture names `load` can run.
+    public static let supported = ["deepseek2", "deepseek_v2", "deepseek_v3", "llama", "qwen2"]
 
     /// Loads the model at `path` (a .gguf file or a model directory).
     public static func load(_ path: String, options: LoadOptions = LoadOptions()) throws -> any LanguageModel {
-        let files = try ModelFiles.open(path)
-        let architecture: String
+        try load(ModelFiles.open(path), options: options)
+    }
+
+    /// Builds the model from files already opened (so the tokenizer can read the same mapping).
+    public static func load(_ files: ModelFiles, options: LoadOptions = LoadOptions()) throws -> any LanguageModel {
+        try architecture(of: files).load(files, options: options)
+    }
+
+    /// What the cache of the architecture that runs `files` holds per token; nil when no architecture can
+    /// run them (`whale inspect` still describes such files).
+    public static func cacheDescription(_ files: ModelFiles) -> ModelInspection.CacheDescription? {
+        // Descriptive only: files whose configuration an architecture cannot read get no cache line.
+        try? architecture(of: files).cache(files)
+    }
+
+    static func architecture(of files: ModelFiles) throws -> any Architecture.Type {
+        let name: String
+        let field: String
         switch files {
         case .gguf(let model):
-            guard let name = model.metadata["general.architecture"]?.string else {
+            guard let declared = model.metadata["general.architecture"]?.string else {
                 throw WhaleError(
-                    .missingKey, file: path, field: "general.architecture", "the GGUF file names no architecture")
+                    .missingKey, file: model.path, field: "general.architecture", "the GGUF file names no architecture")
             }
-            architecture = name
+            (name, field) = (declared, "general.architecture")
         case .safetensors(_, let config):
-            architecture = config.architecture.modelType
+            (name, field) = (config.modelType, "model_type")
         }
-        guard let loader = loaders[architecture] else {
+        guard let architecture = architecture(named: name) else {
             throw WhaleError(
-                .unsupportedArchitecture, file: path, field: "architecture",
-                "architecture \"\(architecture)\" cannot be run yet",
-                hint: "supported: \(architectures.joined(separator: ", "))")
+                .unsupportedArchitecture, file: files.path, field: field, "architecture \"\(name)\" cannot be run yet",
+                hint: "supported: \(supported.joined(separator: ", "))")
         }
-        return try loader(files, options)
+        return architecture
     }
 }
 

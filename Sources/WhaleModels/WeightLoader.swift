@@ -3,26 +3,26 @@ import WhaleFormats
 import WhaleKernels
 
 /// Looks up a model's tensors by checkpoint name, checks their shapes, and hands them out as in-place
-/// `WeightMatrix` views (large matrices) or `[Float]` copies (norm weights, biases).
+/// `WeightMatrix` views (large matrices) or `[Float]` copies (norm weights, biases). What a name means is
+/// the architecture's business (its weight map); this only reads.
 struct WeightLoader {
     let files: ModelFiles
     /// Memory for weights that are not read in place (rearranged or converted at load); the model keeps it.
     let owned = OwnedMemory()
+    /// The block-scale tensor that goes with a weight, if the architecture's checkpoints have such pairs
+    /// (FP8 weights with `weight_scale_inv`); nil for none.
+    let blockScaleName: (@Sendable (String) -> String?)?
     private let index: [String: TensorInfo]
 
-    init(_ files: ModelFiles) {
+    init(_ files: ModelFiles, blockScaleName: (@Sendable (String) -> String?)? = nil) {
         self.files = files
+        self.blockScaleName = blockScaleName
         var index: [String: TensorInfo] = [:]
         for tensor in files.tensors { index[tensor.name] = tensor }
         self.index = index
     }
 
-    var source: String {
-        switch files {
-        case .gguf(let model): model.path
-        case .safetensors(let model, _): model.directory
-        }
-    }
+    var source: String { files.path }
 
     func has(_ name: String) -> Bool { index[name] != nil }
 
@@ -35,7 +35,7 @@ struct WeightLoader {
         return tensor
     }
 
-    /// A `[rows, columns]` matrix, read in place (an FP8 matrix with its `weight_scale_inv` block scales).
+    /// A `[rows, columns]` matrix, read in place (with its block scales, when `blockScaleName` names some).
     func matrix(_ name: String, rows: Int, columns: Int) throws -> WeightMatrix {
         try stackedMatrices(name, count: nil, rows: rows, columns: columns)[0]
     }
@@ -55,7 +55,7 @@ struct WeightLoader {
                 hint: "supported: " + Linear.supportedTypes.map(\.rawValue).joined(separator: ", "))
         }
         let data = files.data(of: tensor).baseAddress!
-        if case .safetensors(let model, _) = files, let scaleName = model.blockScales[name] {
+        if case .safetensors(let model, _) = files, let scaleName = blockScaleName?(name) {
             let scaleTensor = try self.tensor(scaleName)
             let scales = owned.floats(scaleTensor.elementCount)
             Dequantize.run(

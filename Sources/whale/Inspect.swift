@@ -1,6 +1,7 @@
 import ArgumentParser
 import WhaleCore
 import WhaleFormats
+import WhaleModels
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,7 +26,8 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let inspection = try ModelInspection(ModelFiles.open(model), path: model)
+            let files = try ModelFiles.open(model)
+            let inspection = try ModelInspection(files, path: model, cache: ModelRegistry.cacheDescription(files))
             if json {
                 print(inspection.json(includeTensors: tensors, includeMetadata: metadata).serialized(pretty: true))
             } else {

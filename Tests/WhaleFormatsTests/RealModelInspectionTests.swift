@@ -11,7 +11,7 @@ struct RealModelInspectionTests {
         let expected = try #require(try Fixtures.json("real-models.json").object?[name]?.object)
         let path = RealModels.path(name)
         let model = try GGUFModel(path: path)
-        let inspection = try ModelInspection(.gguf(model), path: path)
+        let inspection = try ModelInspection(.gguf(model), path: path, cache: nil)
         #expect(inspection.architecture == expected["architecture"]?.string)
         #expect(inspection.name == expected["name"]?.string)
         #expect(inspection.format == "GGUF v\(expected["version"]?.integer ?? -1)")

@@ -3,6 +3,8 @@ import WhaleCore
 import WhaleFormats
 import WhaleTokenizer
 
+@testable import WhaleModels
+
 /// The tiny DeepSeek V2/V3 fixtures (scripts/make-deepseek-fixtures.py) that the MLA/MoE work is checked
 /// against: their configurations decode into the typed config with each routing variant intact, and their
 /// tokenizers load (tokenizer.json and the GGUF written by llama.cpp's converter).
@@ -13,8 +15,8 @@ import WhaleTokenizer
 
     @Test func v3SigmoidNoAux() throws {
         let c = try config("v3-sigmoid-noaux")
-        #expect(c.architecture == .deepseekV3)
-        let ds = try #require(c.deepseek)
+        #expect(c.modelType == "deepseek_v3")
+        let ds = try DeepSeek.Hyperparameters(c)
         #expect(ds.qLoraRank != nil)
         #expect(ds.scoringFunc == "sigmoid")
         #expect(ds.topkMethod == "noaux_tc")
@@ -25,16 +27,16 @@ import WhaleTokenizer
 
     @Test func v3WithoutQLoraWithYarn() throws {
         let c = try config("v3-no-qlora-yarn")
-        #expect(c.deepseek?.qLoraRank == nil)
-        #expect(c.deepseek?.nSharedExperts == 2)
+        #expect(try DeepSeek.Hyperparameters(c).qLoraRank == nil)
+        #expect(try DeepSeek.Hyperparameters(c).nSharedExperts == 2)
         #expect(c.ropeScaling?.type == "yarn")
         #expect(c.ropeScaling?.originalMaxPositionEmbeddings == 32)
     }
 
     @Test func v2Routers() throws {
-        #expect(try config("v2-softmax-greedy").deepseek?.topkMethod == "greedy")
-        #expect(try config("v2-softmax-greedy").deepseek?.scoringFunc == "softmax")
-        #expect(try config("v2-group-limited").deepseek?.topkMethod == "group_limited_greedy")
+        #expect(try DeepSeek.Hyperparameters(config("v2-softmax-greedy")).topkMethod == "greedy")
+        #expect(try DeepSeek.Hyperparameters(config("v2-softmax-greedy")).scoringFunc == "softmax")
+        #expect(try DeepSeek.Hyperparameters(config("v2-group-limited")).topkMethod == "group_limited_greedy")
     }
 
     @Test func tokenizersLoad() throws {

@@ -3,7 +3,7 @@ import WhaleCore
 /// A Hugging Face model directory's weights: one `.safetensors` file or a sharded set listed by
 /// `model.safetensors.index.json`, memory-mapped.
 ///
-/// DeepSeek's FP8 checkpoints store each FP8 (`F8_E4M3`) matrix `W.weight` with a float32
+/// Block-scaled FP8 checkpoints store each FP8 (`F8_E4M3`) matrix `W.weight` with a float32
 /// `W.weight_scale_inv` holding one scale per 128×128 block (`[ceil(rows/128), ceil(cols/128)]`); the
 /// real weight is `fp8 × scale_inv` blockwise. Those pairs are recognised here (`blockScales`), their
 /// shapes checked, so loaders never mistake a scale for a weight.
@@ -15,7 +15,7 @@ public final class SafetensorsModel: Sendable {
     private let tensorIndex: [String: Int]
     /// FP8 weight name → name of its `weight_scale_inv` tensor.
     public let blockScales: [String: String]
-    /// Side of DeepSeek's square FP8 scale blocks.
+    /// Side of the square FP8 scale blocks (`quantization_config.weight_block_size`, 128 by default).
     public let scaleBlockSize: Int
 
     public init(directory: String, scaleBlockSize: Int = 128) throws {

@@ -25,8 +25,9 @@ public enum Linear {
     ///
     /// For quantized weights the activations are first quantized the way llama.cpp's CPU backend does for
     /// that weight type (Q4_0/Q8_0/Q5_0 → Q8_0 activations; Q4_1/Q5_1 → Q8_1; Q4_K/Q6_K → Q8_K), each
-    /// block's dot product is exact in integers as in ggml, and only the float32 summation order differs
-    /// from ggml's scalar reference (`reference`, ~1e-6 relative), so results track llama.cpp closely.
+    /// block's dot product is exact in integers as in ggml, and the float32 sums follow ggml's AVX2 order for
+    /// the legacy types (bit-identical to `reference`, see [X86_BLOCK_DOT]) and their own order for the
+    /// K-quants (within each type's tolerance of `reference`).
     /// F32/F16/BF16 weights use f32 activations (exact f32 math, as transformers does); F8_E4M3 rows are
     /// widened and multiplied by their block scales first (the dequantized weight of DeepSeek's reference).
     ///
@@ -62,7 +63,10 @@ public enum Linear {
         case .f32:
             pool.parallelFor(chunks) { chunk in FloatKernels.rows(job, input: input, rows: rowRange(chunk)) }
         case .f8E4M3:
-            pool.parallelFor(chunks) { chunk in FP8Kernels.rows(job, input: input, rows: rowRange(chunk)) }
+            let rows = workspace.widenedRows(columns: weight.columns, workers: pool.threadCount)
+            pool.parallelFor(chunks) { chunk, worker in
+                FP8Kernels.rows(job, input: input, rows: rowRange(chunk), row: rows + worker * weight.columns)
+            }
         case .f16, .bf16:
             let x = workspace.deinterleave(input, tokens: tokens, columns: weight.columns)
             pool.parallelFor(chunks) { chunk in FloatKernels.rows(job, input: x, rows: rowRange(chunk)) }

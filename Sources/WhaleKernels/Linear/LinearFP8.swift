@@ -9,10 +9,11 @@ enum FP8Kernels {
     /// Every E4M3 code as a float (NaN codes included), computed once.
     static let table: [Float] = (0..<256).map { Dequantize.e4m3fn(UInt8($0)) }
 
-    static func rows(_ job: LinearJob, input: UnsafePointer<Float>, rows: Range<Int>) {
+    /// Rows `rows` of the product; `row` is room for one widened weight row (`job.columns` floats), private
+    /// to the calling thread.
+    static func rows(_ job: LinearJob, input: UnsafePointer<Float>, rows: Range<Int>, row: UnsafeMutablePointer<Float>)
+    {
         let columns = job.columns
-        let row = UnsafeMutablePointer<Float>.allocate(capacity: columns)
-        defer { row.deallocate() }
         let blockSize = job.blockScales == nil ? columns : job.scaleBlockSize
         let scaleColumns = (columns + blockSize - 1) / blockSize
         table.withUnsafeBufferPointer { table in
@@ -27,30 +28,9 @@ enum FP8Kernels {
                     }
                 }
                 for t in 0..<job.tokens {
-                    job.output[t * job.rows + r] = dot(row, input + t * columns, columns)
+                    job.output[t * job.rows + r] = Vector.dot(row, input + t * columns, columns)
                 }
             }
         }
-    }
-
-    @inline(__always)
-    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-        let ra = UnsafeRawPointer(a)
-        let rb = UnsafeRawPointer(b)
-        var accumulator = SIMD16<Float>()
-        var i = 0
-        let vectorEnd = n & ~15
-        while i < vectorEnd {
-            accumulator.addProduct(
-                ra.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self),
-                rb.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self))
-            i &+= 16
-        }
-        var total = accumulator.sum()
-        while i < n {
-            total += a[i] * b[i]
-            i &+= 1
-        }
-        return total
     }
 }

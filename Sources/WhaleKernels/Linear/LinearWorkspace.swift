@@ -9,13 +9,30 @@ import WhaleCore
 public final class LinearWorkspace {
     private var storage: UnsafeMutableRawPointer?
     private var capacity = 0
+    /// One widened FP8 weight row per worker thread.
+    private var rowStorage: UnsafeMutablePointer<Float>?
+    private var rowCapacity = 0
 
     public init() {}
 
-    deinit { storage?.deallocate() }
+    deinit {
+        storage?.deallocate()
+        rowStorage?.deallocate()
+    }
 
     /// Bytes currently reserved (for tests and memory accounting).
-    public var reservedBytes: Int { capacity }
+    public var reservedBytes: Int { capacity + rowCapacity * MemoryLayout<Float>.stride }
+
+    /// Room for `workers` rows of `columns` floats (worker w's row at `w * columns`), kept across calls.
+    func widenedRows(columns: Int, workers: Int) -> UnsafeMutablePointer<Float> {
+        let count = columns * workers
+        if count > rowCapacity || rowStorage == nil {
+            rowStorage?.deallocate()
+            rowCapacity = max(count, 1)
+            rowStorage = .allocate(capacity: rowCapacity)
+        }
+        return rowStorage!
+    }
 
     /// At least `byteCount` bytes, 64-byte aligned; the contents are unspecified.
     func reserve(_ byteCount: Int) -> UnsafeMutableRawPointer {

@@ -54,9 +54,17 @@ public final class ThreadPool: @unchecked Sendable {
     /// returns when all are done. Chunks are claimed by atomic counter so a descheduled worker cannot stall
     /// the rest. The order in which chunks run is unspecified; each runs exactly once.
     public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+        parallelFor(count) { chunk, _ in body(chunk) }
+    }
+
+    /// `parallelFor`, also telling each chunk which thread runs it (`worker` in `0..<threadCount`): no two
+    /// chunks with the same `worker` run at the same time, so a chunk may use scratch memory set aside per
+    /// worker (one score row per thread instead of one per chunk). A call that runs serially (one chunk, no
+    /// workers, or a busy pool) gives every chunk worker 0.
+    public func parallelFor(_ count: Int, _ body: (_ chunk: Int, _ worker: Int) -> Void) {
         if count <= 0 { return }
         if count == 1 || workers == nil {
-            for chunk in 0..<count { body(chunk) }
+            for chunk in 0..<count { body(chunk, 0) }
             return
         }
         if #available(macOS 15, iOS 18, tvOS 18, watchOS 11, visionOS 2, *) {
@@ -64,8 +72,8 @@ public final class ThreadPool: @unchecked Sendable {
             if count > PoolWorkers.maximumChunks {
                 // The claim word has 16 bits for the chunk index: group chunks into at most that many runs.
                 let perGroup = (count + PoolWorkers.maximumChunks - 1) / PoolWorkers.maximumChunks
-                parallelFor((count + perGroup - 1) / perGroup) { group in
-                    for chunk in (group * perGroup)..<min(count, (group + 1) * perGroup) { body(chunk) }
+                parallelFor((count + perGroup - 1) / perGroup) { group, worker in
+                    for chunk in (group * perGroup)..<min(count, (group + 1) * perGroup) { body(chunk, worker) }
                 }
                 return
             }
@@ -73,12 +81,12 @@ public final class ThreadPool: @unchecked Sendable {
                 var job = escapable
                 withUnsafePointer(to: &job) { jobPointer in
                     if !workers.run(count: count, job: UnsafeRawPointer(jobPointer)) {
-                        for chunk in 0..<count { escapable(chunk) }
+                        for chunk in 0..<count { escapable(chunk, 0) }
                     }
                 }
             }
         } else {
-            for chunk in 0..<count { body(chunk) }
+            for chunk in 0..<count { body(chunk, 0) }
         }
     }
 }
@@ -106,7 +114,7 @@ final class PoolWorkers: @unchecked Sendable {
     let claim = Atomic<UInt64>(0)
     /// Chunks finished in the current job.
     let completed = Atomic<Int>(0)
-    /// The current job's closure, as a pointer to a `(Int) -> Void` on the caller's stack.
+    /// The current job's closure, as a pointer to a `(chunk, worker) -> Void` on the caller's stack.
     let job = Atomic<UnsafeRawPointer?>(nil)
     /// Whether a `parallelFor` is running; a second one (nested or concurrent) runs serially instead.
     let busy = Atomic<Bool>(false)
@@ -126,8 +134,8 @@ final class PoolWorkers: @unchecked Sendable {
         wakeUp = .allocate(capacity: 1)
         wakeUp.initialize(to: pthread_cond_t())
         pthread_cond_init(wakeUp, nil)
-        for _ in 0..<workerCount {
-            threads.append(startThread())
+        for index in 0..<workerCount {
+            threads.append(startThread(index: index))
         }
     }
 
@@ -138,8 +146,8 @@ final class PoolWorkers: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    private func startThread() -> pthread_t {
-        let context = Unmanaged.passRetained(self).toOpaque()
+    private func startThread(index: Int) -> pthread_t {
+        let context = Unmanaged.passRetained(WorkerStart(workers: self, index: index)).toOpaque()
         #if canImport(Darwin)
             var thread: pthread_t? = nil
         #else
@@ -149,8 +157,8 @@ final class PoolWorkers: @unchecked Sendable {
             &thread, nil,
             { argument in
                 let context: UnsafeMutableRawPointer? = argument
-                let workers = Unmanaged<PoolWorkers>.fromOpaque(context!).takeRetainedValue()
-                workers.workerLoop()
+                let start = Unmanaged<WorkerStart>.fromOpaque(context!).takeRetainedValue()
+                start.workers.workerLoop(index: start.index)
                 return nil
             }, context)
         precondition(status == 0, "ThreadPool: pthread_create failed with error \(status)")
@@ -187,7 +195,7 @@ final class PoolWorkers: @unchecked Sendable {
             pthread_cond_broadcast(wakeUp)
             pthread_mutex_unlock(mutex)
         }
-        let done = runChunks(tag: tag)
+        let done = runChunks(tag: tag, worker: workerCount)
         var finished = completed.add(done, ordering: .acquiringAndReleasing).newValue
         var spins = 0
         while finished < count {
@@ -200,8 +208,9 @@ final class PoolWorkers: @unchecked Sendable {
         return true
     }
 
-    /// Claims and runs chunks of job `tag` until none are left; returns how many this thread ran.
-    private func runChunks(tag: UInt64) -> Int {
+    /// Claims and runs chunks of job `tag` until none are left; returns how many this thread ran. `worker`
+    /// is this thread's index: 0..<workerCount for the workers, workerCount for the caller.
+    private func runChunks(tag: UInt64, worker: Int) -> Int {
         var done = 0
         var word = claim.load(ordering: .acquiring)
         while true {
@@ -214,14 +223,14 @@ final class PoolWorkers: @unchecked Sendable {
                 continue
             }
             // The claim succeeded, so the job is still running and `job` is its closure.
-            let body = job.load(ordering: .relaxed)!.assumingMemoryBound(to: ((Int) -> Void).self)
-            body.pointee(Int(next))
+            let body = job.load(ordering: .relaxed)!.assumingMemoryBound(to: ((Int, Int) -> Void).self)
+            body.pointee(Int(next), worker)
             done &+= 1
             word = claim.load(ordering: .acquiring)
         }
     }
 
-    private func workerLoop() {
+    private func workerLoop(index: Int) {
         var seen = 0
         while true {
             var current = generation.load(ordering: .acquiring)
@@ -237,7 +246,7 @@ final class PoolWorkers: @unchecked Sendable {
             seen = current
             if shuttingDown.load(ordering: .acquiring) { return }
             let tag = UInt64(truncatingIfNeeded: current) & 0xFFFF_FFFF
-            let done = runChunks(tag: tag)
+            let done = runChunks(tag: tag, worker: index)
             if done > 0 { completed.add(done, ordering: .releasing) }
         }
     }
@@ -254,5 +263,16 @@ final class PoolWorkers: @unchecked Sendable {
         sleepers.subtract(1, ordering: .sequentiallyConsistent)
         pthread_mutex_unlock(mutex)
         return current
+    }
+}
+
+/// What a new worker thread is handed: its pool and its index.
+@available(macOS 15, iOS 18, tvOS 18, watchOS 11, visionOS 2, *)
+private final class WorkerStart {
+    let workers: PoolWorkers
+    let index: Int
+    init(workers: PoolWorkers, index: Int) {
+        self.workers = workers
+        self.index = index
     }
 }

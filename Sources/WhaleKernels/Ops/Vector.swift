@@ -1,0 +1,47 @@
+/// The two loops every attention form and the FP8 kernel are built from, for kernels in this module.
+enum Vector {
+    /// Σ a[i]·b[i] with 16-wide vectors (one accumulator, reduced as a halving tree) and a scalar tail.
+    @inline(__always)
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        let ra = UnsafeRawPointer(a)
+        let rb = UnsafeRawPointer(b)
+        var accumulator = SIMD16<Float>()
+        var i = 0
+        let vectorEnd = n & ~15
+        while i < vectorEnd {
+            accumulator.addProduct(
+                ra.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self),
+                rb.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self))
+            i &+= 16
+        }
+        let half = accumulator.lowHalf + accumulator.highHalf
+        let quarter = half.lowHalf + half.highHalf
+        let pair = quarter.lowHalf + quarter.highHalf
+        var total = pair[0] + pair[1]
+        while i < n {
+            total += a[i] * b[i]
+            i &+= 1
+        }
+        return total
+    }
+
+    /// out[i] += w · v[i].
+    @inline(__always)
+    static func accumulate(_ w: Float, _ v: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, _ n: Int) {
+        let rv = UnsafeRawPointer(v)
+        let ro = UnsafeMutableRawPointer(out)
+        let weight = SIMD16<Float>(repeating: w)
+        var i = 0
+        let vectorEnd = n & ~15
+        while i < vectorEnd {
+            var o = ro.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self)
+            o.addProduct(weight, rv.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self))
+            ro.storeBytes(of: o, toByteOffset: i &* 4, as: SIMD16<Float>.self)
+            i &+= 16
+        }
+        while i < n {
+            out[i] += w * v[i]
+            i &+= 1
+        }
+    }
+}

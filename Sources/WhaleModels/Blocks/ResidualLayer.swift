@@ -1,0 +1,77 @@
+import WhaleKernels
+
+/// Attention of one layer: reads the normed residual stream of a pass, writes each token's attention state
+/// to its sequence's cache, and returns the attention output (after the output projection).
+protocol AttentionBlock {
+    func apply(
+        _ x: UnsafePointer<Float>, pass: ForwardPass, cacheLayer: Int, layer: Int,
+        output: UnsafeMutablePointer<Float>, context: ForwardContext)
+}
+
+/// The feed-forward part of one layer: `output[t] = FFN(x[t])` for `count` tokens.
+protocol FeedForwardBlock {
+    func apply(
+        _ x: UnsafePointer<Float>, count: Int, layer: Int, output: UnsafeMutablePointer<Float>,
+        context: ForwardContext)
+}
+
+/// The pre-norm residual layer every supported architecture uses:
+///
+///     h += attention(rmsnorm(h) · attn_norm)
+///     h += ffn(rmsnorm(h) · ffn_norm)
+struct ResidualLayer: DecoderLayer {
+    var attentionNorm: [Float]
+    var attention: any AttentionBlock
+    var feedForwardNorm: [Float]
+    var feedForward: any FeedForwardBlock
+    var eps: Float
+
+    func apply(
+        _ hidden: UnsafeMutablePointer<Float>, pass: ForwardPass, cacheLayer: Int, layer: Int, context: ForwardContext
+    ) {
+        let n = pass.count
+        let d = attentionNorm.count
+        let arena = context.arena
+        let mark = arena.mark
+        defer { arena.rewind(to: mark) }
+        let normed = arena.floats(n * d)  // [T, hidden]
+        let delta = arena.floats(n * d)  // [T, hidden]
+        Ops.rmsNorm(hidden, weight: attentionNorm, rows: n, n: d, eps: eps, output: normed)
+        context.tap("attn_norm", layer, normed, [n, d])
+        attention.apply(normed, pass: pass, cacheLayer: cacheLayer, layer: layer, output: delta, context: context)
+        context.tap("attn_out", layer, delta, [n, d])
+        Ops.add(delta, into: hidden, count: n * d)
+        context.tap("ffn_inp", layer, hidden, [n, d])
+        Ops.rmsNorm(hidden, weight: feedForwardNorm, rows: n, n: d, eps: eps, output: normed)
+        context.tap("ffn_norm", layer, normed, [n, d])
+        feedForward.apply(normed, count: n, layer: layer, output: delta, context: context)
+        context.tap("ffn_out", layer, delta, [n, d])
+        Ops.add(delta, into: hidden, count: n * d)
+    }
+}
+
+/// A SwiGLU MLP, `down(silu(gate·x) ⊙ up·x)`: the dense FFN of every architecture, each routed expert and
+/// the shared experts of DeepSeekMoE.
+struct FeedForward: FeedForwardBlock {
+    var gate: WeightMatrix
+    var up: WeightMatrix
+    var down: WeightMatrix
+
+    /// The MLP's inner width.
+    var width: Int { gate.rows }
+
+    func apply(
+        _ x: UnsafePointer<Float>, count: Int, layer: Int, output: UnsafeMutablePointer<Float>,
+        context: ForwardContext
+    ) {
+        let arena = context.arena
+        let mark = arena.mark
+        defer { arena.rewind(to: mark) }
+        let gated = arena.floats(count * width)  // [T, width]
+        let upped = arena.floats(count * width)  // [T, width]
+        context.linear(gate, x, tokens: count, into: gated)
+        context.linear(up, x, tokens: count, into: upped)
+        Ops.swiGLU(gate: gated, up: upped, rows: count, n: width)
+        context.linear(down, gated, tokens: count, into: output)
+    }
+}

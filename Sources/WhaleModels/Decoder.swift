@@ -1,0 +1,217 @@
+import WhaleCore
+import WhaleFormats
+import WhaleKernels
+
+// The forward skeleton every architecture shares:
+//
+//   h = embed(tokens)                                   // [T, hidden], every token of every sequence
+//   for each layer l:  layer_l.apply(h)                 // the architecture's block: attention + FFN, residuals
+//   logits = rmsnorm(h[rows]) · output_norm · Woutᵀ     // only the rows each sequence asked for
+//
+// An architecture (Llama/, DeepSeek/) supplies its configuration, its layers (`DecoderLayer`) and its cache
+// layout; this file does the rest: checking ids and room, flattening the batch, the layer loop, the final
+// norm and logit rows, hidden-state capture for a draft module, and the taps around them.
+
+/// The tokens of one forward pass: every token of every sequence of the batch, in batch order.
+struct ForwardPass {
+    let batch: [SequenceInput]
+    /// Tokens in the pass.
+    let count: Int
+    /// `[T]` each token's sequence (index into `batch`).
+    let sequence: UnsafePointer<Int>
+    /// `[T]` each token's position in its sequence.
+    let positions: UnsafePointer<Int>
+    /// The largest cache capacity in the batch: the longest score row attention can need.
+    let longestContext: Int
+
+    func cache(_ t: Int) -> KVCache { batch[sequence[t]].cache }
+    /// How many tokens token t's sequence feeds in this pass.
+    func passTokens(_ t: Int) -> Int { batch[sequence[t]].tokens.count }
+
+    /// The pass of `batch`: each sequence's tokens at the positions after what its cache holds; the index
+    /// arrays live in `arena`.
+    init(_ batch: [SequenceInput], arena: ScratchArena) {
+        self.batch = batch
+        count = batch.reduce(0) { $0 + $1.tokens.count }
+        let sequence = arena.buffer(Int.self, count: count)
+        let positions = arena.buffer(Int.self, count: count)
+        var t = 0
+        var longest = 0
+        for (s, input) in batch.enumerated() {
+            longest = max(longest, input.cache.capacity)
+            for k in input.tokens.indices {
+                sequence[t] = s
+                positions[t] = input.cache.count + k
+                t += 1
+            }
+        }
+        self.sequence = UnsafePointer(sequence)
+        self.positions = UnsafePointer(positions)
+        longestContext = longest
+    }
+}
+
+/// One decoder layer of an architecture: reads the residual stream of every token of a pass and adds its
+/// attention and feed-forward outputs in place, writing each token's attention state to `cacheLayer` of its
+/// sequence's cache. `layer` names the layer in taps.
+protocol DecoderLayer {
+    func apply(
+        _ hidden: UnsafeMutablePointer<Float>, pass: ForwardPass, cacheLayer: Int, layer: Int, context: ForwardContext)
+}
+
+/// A module that drafts tokens for self-speculative decoding (DeepSeek-V3's MTP), attached to a decoder.
+protocol DraftModule {
+    func makeCache(capacity: Int) -> KVCache
+    func draft(
+        hidden: [Float], tokens: [Int], cache: KVCache, decoder: TransformerDecoder, context: ForwardContext
+    ) throws -> [Float]
+}
+
+/// A decoder-only transformer: an embedding, an architecture's layers, a final RMSNorm and an output head.
+public final class TransformerDecoder: DraftingLanguageModel, @unchecked Sendable {
+    public let architecture: String
+    public let vocabularySize: Int
+    public let hiddenSize: Int
+    public let contextLength: Int
+    let rmsNormEps: Float
+    let embedding: WeightMatrix
+    let layers: [any DecoderLayer]
+    let finalNorm: [Float]
+    let output: WeightMatrix
+    let cacheLayout: KVCache.Layout
+    let rotated: KVCache.RotatedPart?
+    let drafter: (any DraftModule)?
+    /// Keep the mapped files (which the matrices point into) and the weights converted at load alive.
+    let files: ModelFiles
+    let owned: OwnedMemory
+
+    init(
+        architecture: String, vocabularySize: Int, hiddenSize: Int, contextLength: Int, rmsNormEps: Float,
+        embedding: WeightMatrix, layers: [any DecoderLayer], finalNorm: [Float], output: WeightMatrix,
+        cacheLayout: KVCache.Layout, rotated: KVCache.RotatedPart?, drafter: (any DraftModule)? = nil,
+        files: ModelFiles, owned: OwnedMemory
+    ) {
+        self.architecture = architecture
+        self.vocabularySize = vocabularySize
+        self.hiddenSize = hiddenSize
+        self.contextLength = contextLength
+        self.rmsNormEps = rmsNormEps
+        self.embedding = embedding
+        self.layers = layers
+        self.finalNorm = finalNorm
+        self.output = output
+        self.cacheLayout = cacheLayout
+        self.rotated = rotated
+        self.drafter = drafter
+        self.files = files
+        self.owned = owned
+    }
+
+    public var cacheBytesPerToken: Int {
+        layers.count * cacheLayout.streams.reduce(0) { $0 + $1.width } * MemoryLayout<Float>.size
+    }
+
+    public func makeCache(capacity: Int) -> KVCache {
+        KVCache(layout: cacheLayout, layers: layers.count, capacity: capacity, rotated: rotated)
+    }
+
+    public func forward(_ batch: [SequenceInput], context: ForwardContext) throws -> [[Float]] {
+        try run(batch, context: context, keepHidden: false).logits
+    }
+
+    public func forwardKeepingHidden(_ batch: [SequenceInput], context: ForwardContext) throws -> (
+        logits: [[Float]], hidden: [[Float]]
+    ) {
+        try run(batch, context: context, keepHidden: true)
+    }
+
+    func run(_ batch: [SequenceInput], context: ForwardContext, keepHidden: Bool) throws -> (
+        logits: [[Float]], hidden: [[Float]]
+    ) {
+        for input in batch {
+            try input.cache.reserve(input.tokens.count)
+            try checkTokens(input.tokens)
+        }
+        let arena = context.arena
+        arena.reset()
+        let pass = ForwardPass(batch, arena: arena)
+        let count = pass.count
+        if count == 0 { return (batch.map { _ in [] }, batch.map { _ in [] }) }
+        let d = hiddenSize
+        let hidden = arena.floats(count * d)  // [T, hidden]: the residual stream
+        var t = 0
+        for input in batch {
+            for token in input.tokens {
+                embedding.dequantizeRow(token, into: hidden + t * d)
+                t += 1
+            }
+        }
+        context.tap("inp_embd", nil, hidden, [count, d])
+        for (l, layer) in layers.enumerated() {
+            layer.apply(hidden, pass: pass, cacheLayer: l, layer: l, context: context)
+            context.tap("l_out", l, hidden, [count, d])
+        }
+        for input in batch { input.cache.advance(by: input.tokens.count) }
+
+        var logits: [[Float]] = []
+        var states: [[Float]] = []
+        let normed = arena.floats(count * d)  // [T, hidden]
+        var start = 0
+        for input in batch {
+            let tokens = start..<(start + input.tokens.count)
+            let rows = input.logits.rows(start: start, count: input.tokens.count)
+            start += input.tokens.count
+            let normedRows = keepHidden ? tokens : rows
+            Ops.rmsNorm(
+                hidden + normedRows.lowerBound * d, weight: finalNorm, rows: normedRows.count, n: d, eps: rmsNormEps,
+                output: normed)
+            let rowsNormed = normed + (rows.lowerBound - normedRows.lowerBound) * d
+            context.tap("result_norm", nil, rowsNormed, [rows.count, d])
+            logits.append(project(rowsNormed, rows: rows.count, through: output, context: context))
+            states.append(keepHidden ? Array(UnsafeBufferPointer(start: normed, count: tokens.count * d)) : [])
+        }
+        return (logits, states)
+    }
+
+    /// Logits `[rows, vocabulary]` of `rows` normed hidden states through `head`.
+    func project(_ normed: UnsafePointer<Float>, rows: Int, through head: WeightMatrix, context: ForwardContext)
+        -> [Float]
+    {
+        if rows == 0 { return [] }
+        var logits = [Float](repeating: 0, count: rows * vocabularySize)
+        logits.withUnsafeMutableBufferPointer { buffer in
+            context.linear(head, normed, tokens: rows, into: buffer.baseAddress!)
+            context.tap("result_output", nil, buffer.baseAddress!, [rows, vocabularySize])
+        }
+        return logits
+    }
+
+    func checkTokens(_ tokens: [Int]) throws {
+        for token in tokens where token < 0 || token >= vocabularySize {
+            throw WhaleError(
+                .invalidArgument, field: "token id", "\(token) is outside the vocabulary (0..<\(vocabularySize))")
+        }
+    }
+
+    public var canDraft: Bool { drafter != nil }
+
+    /// An empty cache for the draft module (a one-layer cache of this model's layout without one).
+    public func makeDraftCache(capacity: Int) -> KVCache {
+        drafter?.makeCache(capacity: capacity)
+            ?? KVCache(layout: cacheLayout, layers: 1, capacity: capacity, rotated: rotated)
+    }
+
+    public func draft(hidden: [Float], tokens: [Int], cache: KVCache, context: ForwardContext) throws -> [Float] {
+        guard let drafter else {
+            throw WhaleError(
+                .invalidArgument, field: "mtp", "this model has no multi-token-prediction module",
+                hint: "run without --mtp; only checkpoints with num_nextn_predict_layers and the stored layer have one")
+        }
+        precondition(hidden.count == tokens.count * hiddenSize)
+        if tokens.isEmpty { return [] }
+        try cache.reserve(tokens.count)
+        try checkTokens(tokens)
+        context.arena.reset()
+        return try drafter.draft(hidden: hidden, tokens: tokens, cache: cache, decoder: self, context: context)
+    }
+}

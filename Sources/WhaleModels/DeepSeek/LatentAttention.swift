@@ -1,0 +1,232 @@
+import WhaleCore
+import WhaleKernels
+
+/// Which of the two equal forms of multi-head latent attention to compute.
+public enum LatentAttentionForm: String, Sendable {
+    /// Queries are moved into the latent space (W_UKᵀ·q) and W_UV is applied after the weighted sum, so each
+    /// cached token costs `kv_lora_rank + rope dims` multiply-adds per head and is never expanded.
+    case absorbed
+    /// The reference's form: every cached latent is expanded into per-head keys and values first.
+    case expanded
+}
+
+/// Multi-head latent attention (DeepSeek V2 / V3; docs/DEEPSEEK.md §3) of one layer.
+///
+///     q      = q_b(norm(q_a(x)))  or  q_proj(x)          [T, heads, dn + dr]: per head [q_nope, q_rope]
+///     c, kʳ  = split(kv_a(x))                             [T, rank], [T, dr]: one rope key for all heads
+///     cache ← norm(c), rope(kʳ)                          the only per-token state (KVCache .latent)
+///     kᴴ_nope = W_UKᴴ·c,  vᴴ = W_UVᴴ·c                   (expanded form)
+///     scoreᴴ(t, j) = (q_nopeᴴ·kᴴ_nope(j) + rope(q_ropeᴴ)·kʳ(j)) · scale
+///                  = ((W_UKᴴ)ᵀ q_nopeᴴ)·c(j) + …          (absorbed form)
+///     out = o_proj(concatᴴ W_UVᴴ Σ_j softmax(scoreᴴ)_j · c(j))
+struct LatentAttention: AttentionBlock {
+    /// Shapes and constants shared by every MLA layer of a model.
+    struct Shape: Sendable {
+        var heads: Int
+        /// `qk_nope_head_dim` (dn), `qk_rope_head_dim` (dr), `v_head_dim` (dv), `kv_lora_rank`.
+        var nopeDim: Int
+        var ropeDim: Int
+        var valueDim: Int
+        var latentRank: Int
+        /// Epsilon of q_a_layernorm / kv_a_layernorm (always 1e-6 in transformers).
+        var latentNormEps: Float
+        var rope: RotaryEmbedding
+        /// 1/√(dn + dr), times YaRN's mscale² (docs/DEEPSEEK.md §5).
+        var softmaxScale: Float
+        var precision: AttentionPrecision
+        var form: LatentAttentionForm
+
+        var queryHeadDim: Int { nopeDim + ropeDim }
+        var queryWidth: Int { heads * queryHeadDim }
+    }
+
+    /// `q_a_proj` `[qLoraRank, hidden]` and its norm, when the model has a query LoRA.
+    var queryA: WeightMatrix?
+    var queryANorm: [Float]?
+    /// `q_b_proj` `[heads·(dn+dr), qLoraRank]`, or `q_proj` `[heads·(dn+dr), hidden]` without a query LoRA.
+    var query: WeightMatrix
+    /// `kv_a_proj_with_mqa`: `[rank + dr, hidden]`.
+    var keyValueA: WeightMatrix
+    var keyValueANorm: [Float]
+    /// Per head `(W_UK)ᵀ`: `[rank, dn]` — maps a query's no-rope part into latent space.
+    var keyUpTransposed: [WeightMatrix]
+    /// Per head `W_UV`: `[dv, rank]`.
+    var valueUp: [WeightMatrix]
+    /// `o_proj`: `[hidden, heads·dv]`.
+    var output: WeightMatrix
+    var shape: Shape
+
+    func apply(
+        _ x: UnsafePointer<Float>, pass: ForwardPass, cacheLayer: Int, layer: Int,
+        output projected: UnsafeMutablePointer<Float>, context: ForwardContext
+    ) {
+        let s = shape
+        let n = pass.count
+        let arena = context.arena
+        let mark = arena.mark
+        defer { arena.rewind(to: mark) }
+        let q = arena.floats(n * s.queryWidth)  // [T, heads, dn + dr]
+        if let queryA, let queryANorm {
+            let compressed = arena.floats(n * queryA.rows)  // [T, qLoraRank]
+            context.linear(queryA, x, tokens: n, into: compressed)
+            Ops.rmsNorm(
+                compressed, weight: queryANorm, rows: n, n: queryA.rows, eps: s.latentNormEps, output: compressed)
+            context.linear(query, compressed, tokens: n, into: q)
+        } else {
+            context.linear(query, x, tokens: n, into: q)
+        }
+        context.tap("q", layer, q, [n, s.queryWidth])
+        let kvWidth = s.latentRank + s.ropeDim
+        let kv = arena.floats(n * kvWidth)  // [T, rank + dr]
+        context.linear(keyValueA, x, tokens: n, into: kv)
+        let views = arena.buffer(Attention.TokenView.self, count: n)  // [T]
+        for t in 0..<n {
+            let position = pass.positions[t]
+            let cache = pass.cache(t)
+            let latents = cache.latents(cacheLayer)
+            let ropeKeys = cache.ropeKeys(cacheLayer)
+            let latent = latents + position * s.latentRank  // [rank]
+            let ropeKey = ropeKeys + position * s.ropeDim  // [dr]
+            Ops.rmsNorm(
+                kv + t * kvWidth, weight: keyValueANorm, rows: 1, n: s.latentRank, eps: s.latentNormEps, output: latent)
+            ropeKey.update(from: kv + t * kvWidth + s.latentRank, count: s.ropeDim)
+            s.rope.apply(ropeKey, heads: 1, headDim: s.ropeDim, position: position)
+            s.rope.apply(q + t * s.queryWidth + s.nopeDim, heads: s.heads, headDim: s.queryHeadDim, position: position)
+            if s.precision == .f16 {
+                Ops.roundToHalf(latent, count: s.latentRank)
+                Ops.roundToHalf(ropeKey, count: s.ropeDim)
+            }
+            views[t] = Attention.TokenView(
+                keys: latents, values: ropeKeys, length: position + 1, passTokens: pass.passTokens(t))
+        }
+        tapCacheRows(pass: pass, cacheLayer: cacheLayer, layer: layer, q: q, context: context)
+        let attended = arena.floats(n * s.heads * s.valueDim)  // [T, heads, dv]
+        switch s.form {
+        case .absorbed:
+            absorbed(q, pass: pass, views: views, layer: layer, into: attended, context: context)
+        case .expanded:
+            expanded(q, pass: pass, views: views, into: attended, context: context)
+        }
+        context.linear(output, attended, tokens: n, into: projected)
+    }
+
+    /// The absorbed form: scores and weighted sums over the cached latents themselves.
+    private func absorbed(
+        _ q: UnsafeMutablePointer<Float>, pass: ForwardPass, views: UnsafePointer<Attention.TokenView>, layer: Int,
+        into attended: UnsafeMutablePointer<Float>, context: ForwardContext
+    ) {
+        let s = shape
+        let n = pass.count
+        let rank = s.latentRank
+        let arena = context.arena
+        let mark = arena.mark
+        defer { arena.rewind(to: mark) }
+        // (W_UKᴴ)ᵀ·q_nopeᴴ for every head: the query in latent space.
+        let nope = arena.floats(n * s.nopeDim)  // [T, dn]: one head's no-rope queries
+        let latentQueries = arena.floats(s.heads * n * rank)  // [heads, T, rank]
+        for h in 0..<s.heads {
+            for t in 0..<n {
+                (nope + t * s.nopeDim).update(from: q + t * s.queryWidth + h * s.queryHeadDim, count: s.nopeDim)
+            }
+            context.linear(keyUpTransposed[h], nope, tokens: n, into: latentQueries + h * n * rank)
+        }
+        let latentOutputs = arena.floats(s.heads * n * rank)  // [heads, T, rank]: Σ_j weight_j · c(j)
+        let weights = context.taps == nil ? nil : arena.floats(s.heads * n * pass.longestContext)
+        Attention.latent(
+            latentQueries: latentQueries, ropeQueries: q + s.nopeDim, ropeQueryTokenStride: s.queryWidth,
+            ropeQueryHeadStride: s.queryHeadDim, tokens: views, count: n, heads: s.heads, rank: rank,
+            ropeDim: s.ropeDim,
+            softmaxScale: s.softmaxScale, precision: s.precision, rowCapacity: pass.longestContext,
+            output: latentOutputs, weights: weights, weightsStride: pass.longestContext, pool: context.pool,
+            arena: arena)
+        if let weights { context.tapAttentionWeights(weights, heads: s.heads, pass: pass, layer: layer) }
+        // W_UV per head, then heads side by side.
+        let values = arena.floats(n * s.valueDim)  // [T, dv]: one head's values
+        for h in 0..<s.heads {
+            context.linear(valueUp[h], latentOutputs + h * n * rank, tokens: n, into: values)
+            for t in 0..<n {
+                (attended + (t * s.heads + h) * s.valueDim).update(from: values + t * s.valueDim, count: s.valueDim)
+            }
+        }
+    }
+
+    /// The reference's form: expand every cached latent of each token's sequence into per-head keys and values
+    /// (W_UK·c, W_UV·c) and attend over those, in plain float32 loops. Used to check the absorbed form; slow
+    /// for long contexts.
+    private func expanded(
+        _ q: UnsafeMutablePointer<Float>, pass: ForwardPass, views: UnsafePointer<Attention.TokenView>,
+        into attended: UnsafeMutablePointer<Float>, context: ForwardContext
+    ) {
+        let s = shape
+        let rank = s.latentRank
+        let arena = context.arena
+        let mark = arena.mark
+        defer { arena.rewind(to: mark) }
+        let keyUp = arena.floats(s.heads * rank * s.nopeDim)  // [heads, rank, dn]: W_UKᵀ per head
+        for h in 0..<s.heads {
+            for c in 0..<rank { keyUpTransposed[h].dequantizeRow(c, into: keyUp + (h * rank + c) * s.nopeDim) }
+        }
+        let key = arena.floats(s.nopeDim)  // [dn]
+        let value = arena.floats(s.valueDim)  // [dv]
+        let scores = arena.floats(pass.longestContext)  // [length]
+        let out = arena.floats(s.valueDim)  // [dv]
+        for t in 0..<pass.count {
+            let latents = views[t].keys
+            let ropeKeys = views[t].values
+            let length = views[t].length
+            for h in 0..<s.heads {
+                let head = q + t * s.queryWidth + h * s.queryHeadDim
+                for j in 0..<length {
+                    for d in 0..<s.nopeDim { key[d] = 0 }
+                    for c in 0..<rank {
+                        let weight = keyUp + (h * rank + c) * s.nopeDim
+                        for d in 0..<s.nopeDim { key[d] += latents[j * rank + c] * weight[d] }
+                    }
+                    var score: Float = 0
+                    for d in 0..<s.nopeDim { score += head[d] * key[d] }
+                    for d in 0..<s.ropeDim { score += head[s.nopeDim + d] * ropeKeys[j * s.ropeDim + d] }
+                    scores[j] = score * s.softmaxScale
+                }
+                Ops.softmax(scores, count: length)
+                for d in 0..<s.valueDim { out[d] = 0 }
+                for j in 0..<length {
+                    context.linear(valueUp[h], latents + j * rank, tokens: 1, into: value)
+                    for d in 0..<s.valueDim { out[d] += scores[j] * value[d] }
+                }
+                (attended + (t * s.heads + h) * s.valueDim).update(from: out, count: s.valueDim)
+            }
+        }
+    }
+
+    /// Taps of what this pass wrote to the cache (`kv_latent`, `k_rope`) and the rotated query rope parts
+    /// (`q_rope`), when taps are on.
+    private func tapCacheRows(
+        pass: ForwardPass, cacheLayer: Int, layer: Int, q: UnsafePointer<Float>, context: ForwardContext
+    ) {
+        guard context.taps != nil else { return }
+        let s = shape
+        let n = pass.count
+        var latents = [Float](repeating: 0, count: n * s.latentRank)
+        var ropeKeys = [Float](repeating: 0, count: n * s.ropeDim)
+        var ropeQueries = [Float](repeating: 0, count: n * s.heads * s.ropeDim)
+        for t in 0..<n {
+            let cache = pass.cache(t)
+            let position = pass.positions[t]
+            for i in 0..<s.latentRank {
+                latents[t * s.latentRank + i] = cache.latents(cacheLayer)[position * s.latentRank + i]
+            }
+            for i in 0..<s.ropeDim {
+                ropeKeys[t * s.ropeDim + i] = cache.ropeKeys(cacheLayer)[position * s.ropeDim + i]
+            }
+            for h in 0..<s.heads {
+                for i in 0..<s.ropeDim {
+                    ropeQueries[(t * s.heads + h) * s.ropeDim + i] =
+                        q[t * s.queryWidth + h * s.queryHeadDim + s.nopeDim + i]
+                }
+            }
+        }
+        latents.withUnsafeBufferPointer { context.tap("kv_latent", layer, $0.baseAddress!, [n, s.latentRank]) }
+        ropeKeys.withUnsafeBufferPointer { context.tap("k_rope", layer, $0.baseAddress!, [n, s.ropeDim]) }
+        ropeQueries.withUnsafeBufferPointer { context.tap("q_rope", layer, $0.baseAddress!, [n, s.heads * s.ropeDim]) }
+    }
+}

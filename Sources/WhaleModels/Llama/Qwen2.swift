@@ -1,0 +1,18 @@
+import WhaleCore
+import WhaleFormats
+import WhaleKernels
+
+// Qwen2 (Qwen2 / Qwen2.5, DeepSeek-R1-Distill-Qwen): the Llama decoder with biases on the q/k/v
+// projections (always: Qwen2's config has no `attention_bias` switch) and RoPE over half-split dimensions —
+// in GGUF too, since llama.cpp's converter does not permute Qwen2's Q/K (`LLM_ARCH_QWEN2` uses NEOX rope).
+// Reference: transformers' modeling_qwen2.py.
+
+enum Qwen2: Architecture {
+    static func load(_ files: ModelFiles, options: LoadOptions) throws -> TransformerDecoder {
+        try Llama.build(Llama.configuration(files, ggufRope: .halves, qkvBias: true), files: files, options: options)
+    }
+
+    static func cache(_ files: ModelFiles) throws -> ModelInspection.CacheDescription {
+        Llama.describeCache(try Llama.configuration(files, ggufRope: .halves, qkvBias: true))
+    }
+}
