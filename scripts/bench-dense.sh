@@ -2,13 +2,14 @@
 # Prompt and generation speed on SmolLM2-135M-Instruct Q4_1: BlueWhale vs llama.cpp's llama-bench, run
 # alternately in one go (the machine is shared: compare the ratios, not the absolute figures).
 #   scripts/bench-dense.sh [THREADS] [ROUNDS]      (defaults: 2 threads, 3 rounds)
-# Needs scripts/fetch-models.sh and scripts/build-llama-cpp.sh (llama-bench in /work/llama.cpp-build).
+# Needs scripts/fetch-models.sh and scripts/build-llama-cpp.sh (llama-bench under $LLAMA_CPP_BUILD_ROOT,
+# default .build-llama.cpp in the repository; or point LLAMA_BENCH at it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads="${1:-2}"
 rounds="${2:-3}"
 model=models/SmolLM2-135M-Instruct.Q4_1.gguf
-bench="${LLAMA_BENCH:-/work/llama.cpp-build/build/bin/llama-bench}"
+bench="${LLAMA_BENCH:-${LLAMA_CPP_BUILD_ROOT:-.build-llama.cpp}/build/bin/llama-bench}"
 swift build -c release --product whale > /dev/null
 whale=.build/release/whale
 # A 512-token prompt of ordinary ids (the prompt speed does not depend on which).

@@ -1409,7 +1409,7 @@ README = """\
 
 Written by `python3 scripts/make-deepseek-fixtures.py` (do not edit by hand; MANIFEST.json has versions, seeds,
 init, notes on transformers 5.23 / llama.cpp quirks and the sha256 of every file). Logprobs are log_softmax in
-float64 of float32 logits, rounded to 1e-6. Semantics: /work/shared/reference/deepseek-semantics.md.
+float64 of float32 logits, rounded to 1e-6. Semantics: docs/DEEPSEEK.md.
 
 - v3-sigmoid-noaux/: V3, q_lora 48, sigmoid + bias router (noaux_tc), 4 groups / 2 kept, 1 shared expert,
   norm_topk_prob, routed_scaling_factor 2.5. Also model-f32.gguf (llama.cpp converter), gguf-layout.json,
@@ -1497,8 +1497,9 @@ def main() -> None:
                          "files (GGUFs, gguf-layout*.json, reference-llamacpp*.json); variants: "
                          + ",".join(GGUF_VARIANTS))
     ap.add_argument("--llama-cpp-build", type=Path,
-                    default=Path(os.environ.get("LLAMA_CPP_BUILD_ROOT", "/work/llama.cpp-build")),
-                    help="root written by scripts/build-llama-cpp.sh (default /work/llama.cpp-build)")
+                    default=Path(os.environ.get("LLAMA_CPP_BUILD_ROOT", ROOT / ".build-llama.cpp")),
+                    help="root written by scripts/build-llama-cpp.sh (default $LLAMA_CPP_BUILD_ROOT, "
+                         "else .build-llama.cpp in the repository)")
     args = ap.parse_args()
     names = [v for v in args.variants.split(",") if v]
     if unknown := [v for v in names if v not in VARIANTS]:

@@ -33,8 +33,8 @@ Setup (pinned; the script refuses other versions):
     pip install torch==2.15.0 transformers==5.23.0 tokenizers==0.23.3 gguf==0.19.0 safetensors==0.8.0 \\
         numpy==2.4.6 jinja2==3.1.6 sentencepiece==0.2.3
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF" pip install --no-build-isolation llama-cpp-python==0.3.36
-    scripts/build-llama-cpp.sh          # llama-perplexity etc. in /work/llama.cpp-build/build/bin, and the
-                                        # llama.cpp sources (convert_hf_to_gguf.py) in /work/llama.cpp-build/src
+    scripts/build-llama-cpp.sh          # llama-perplexity etc. in $LLAMA_CPP_BUILD_ROOT/build/bin, and the
+                                        # llama.cpp sources (convert_hf_to_gguf.py) in $LLAMA_CPP_BUILD_ROOT/src
 
 Run:
 
@@ -946,8 +946,7 @@ def write_manifest(versions: dict, ctx: dict, results: dict) -> None:
         "versions": {**{k: v for k, v in (old.get("versions") or {}).items()}, **versions},
         "python": sys.version.split()[0],
         "llama_cpp": ctx["llama_cpp"],
-        "llama_cpp_binaries": "scripts/build-llama-cpp.sh (cmake Release, GGML_NATIVE=ON) -> "
-                              "/work/llama.cpp-build/build/bin",
+        "llama_cpp_binaries": "scripts/build-llama-cpp.sh (cmake Release, GGML_NATIVE=ON)",
         "seeds": {name: {"weights": s["weights_seed"], "sequence": s["sequence_seed"]}
                   for name, s in TINY_MODELS.items()},
         "tiny_init": {"default": TINY_INIT, **{n: s["init"] for n, s in TINY_MODELS.items() if "init" in s}},
@@ -963,8 +962,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", default=",".join(PARTS), help="comma-separated: " + ",".join(PARTS))
     ap.add_argument("--llama-cpp-build", type=Path,
-                    default=Path(os.environ.get("LLAMA_CPP_BUILD_ROOT", "/work/llama.cpp-build")),
-                    help="root written by scripts/build-llama-cpp.sh (default /work/llama.cpp-build)")
+                    default=Path(os.environ.get("LLAMA_CPP_BUILD_ROOT", ROOT / ".build-llama.cpp")),
+                    help="root written by scripts/build-llama-cpp.sh (default $LLAMA_CPP_BUILD_ROOT, "
+                         "else .build-llama.cpp in the repository)")
     args = ap.parse_args()
     parts = [p for p in args.parts.split(",") if p]
     if unknown := [p for p in parts if p not in PARTS]:

@@ -59,8 +59,10 @@ public struct GenerationResult: Sendable {
     public var generationTokensPerSecond: Double { Double(tokens.count) / max(generationSeconds, 1e-9) }
 }
 
-/// Runs one sequence: prefill the prompt (reusing whatever prefix the cache already holds), then sample
-/// token by token, streaming text as complete characters and holding back what may become a stop string.
+/// One conversation's sequence: its cache (kept across requests, so a growing conversation reuses its
+/// prefix), its context-shift policy and its draft module. A request is `start`ed (the prompt fitted to the
+/// context and fed after the reused prefix) and then `step`ped one token (or an accepted draft pair) at a
+/// time; `generate` is that loop, as `whale run` and `chat` use it.
 public final class Generator {
     public let model: any LanguageModel
     public let tokenizer: Tokenizer?
@@ -69,7 +71,7 @@ public final class Generator {
     /// The tokens the cache holds, in order.
     public private(set) var cachedTokens: [Int] = []
     /// Prompt tokens fed per forward pass: llama.cpp's default micro-batch, so that a prompt is split where
-    /// llama.cpp splits it (attention sums a one-token pass in a different order; see GroupedQueryAttention).
+    /// llama.cpp splits it (attention sums a one-token pass in a different order; see Attention.groupedQuery).
     public var batchSize = 512
     /// What to do when the context is full: with a policy, drop old tokens and go on; without, stop
     /// (`contextFull`, or an error for a prompt that does not fit).
@@ -145,7 +147,8 @@ public final class Generator {
         return logits
     }
 
-    /// Makes room for `tokens` more by a context shift, if there is a policy; returns whether they fit.
+    /// Makes room for `tokens` more by a context shift, if there is a policy; returns how many old tokens it
+    /// dropped (0 when they already fit or there is no policy).
     func makeRoom(for tokens: Int) -> Int {
         guard cache.count + tokens > cache.capacity, let shift = contextShift else { return 0 }
         let keep = min(shift.keep, cache.count)
@@ -160,21 +163,42 @@ public final class Generator {
         return drop
     }
 
-    /// Generates from `request`. `onText` receives text as it becomes final; `shouldContinue` is polled
-    /// before each token (return false to stop, e.g. on Ctrl-C).
+    /// Generates from `request`: `start`, then `step` until the state is finished. `onText` receives text as
+    /// it becomes final; `shouldContinue` is polled before each token (return false to stop, e.g. on Ctrl-C).
     public func generate(
         _ request: GenerationRequest, onText: (String) -> Void = { _ in }, shouldContinue: () -> Bool = { true }
     ) throws -> GenerationResult {
+        var state = try start(request)
+        while !state.isFinished {
+            guard shouldContinue() else {
+                state.finish(.cancelled)
+                break
+            }
+            let text = try step(&state)
+            if !text.isEmpty { onText(text) }
+        }
+        let tail = state.complete()
+        if !tail.isEmpty { onText(tail) }
+        return state.result
+    }
+
+    /// Begins `request`: fits the prompt to the context (keeping its head and latest half-context when a
+    /// context shift is allowed), reuses the longest cached prefix (always recomputing the last prompt token)
+    /// and feeds the rest. The returned state holds the logits to sample the first token from.
+    public func start(_ request: GenerationRequest) throws -> GenerationState {
         guard !request.promptTokens.isEmpty else {
             throw WhaleError(.invalidArgument, field: "prompt", "the prompt is empty", hint: "give at least one token")
         }
+        if drafter != nil, request.sampling.temperature != 0 {
+            throw WhaleError(
+                .invalidArgument, field: "mtp", "speculative decoding with the MTP module needs greedy sampling",
+                hint: "use --temp 0 with --mtp")
+        }
         var prompt = request.promptTokens
         if let shift = contextShift, prompt.count >= cache.capacity {
-            // The prompt alone outgrows the context: keep its head and its most recent half-context.
             let keep = min(shift.keep, cache.capacity / 2)
             prompt = Array(prompt[..<keep] + prompt.suffix((cache.capacity - keep) / 2))
         }
-        // Reuse the longest common prefix, but always recompute at least the last prompt token.
         var common = 0
         while common < min(cachedTokens.count, prompt.count - 1) && cachedTokens[common] == prompt[common] {
             common += 1
@@ -185,114 +209,187 @@ public final class Generator {
             common = min(common, drafter.cache.count)
             drafter.cache.truncate(to: common)
             self.drafter = Drafter(model: drafter.model, cache: drafter.cache)
-            guard request.sampling.temperature == 0 else {
-                throw WhaleError(
-                    .invalidArgument, field: "mtp", "speculative decoding with the MTP module needs greedy sampling",
-                    hint: "use --temp 0 with --mtp")
-            }
         }
         cache.truncate(to: common)
         cachedTokens.removeSubrange(common...)
-
         let promptStart = ContinuousClock.now
-        var logits = try feed(Array(prompt[common...]))
-        let promptTime = ContinuousClock.now - promptStart
+        let logits = try feed(Array(prompt[common...]))
+        return GenerationState(
+            request: request, tokenizer: tokenizer, logits: logits, promptTokensEvaluated: prompt.count - common,
+            promptSeconds: (ContinuousClock.now - promptStart).seconds)
+    }
 
-        var sampler = Sampler(request.sampling)
-        var history = request.promptTokens
-        var generated: [Int] = []
-        var drafted = 0
-        var accepted = 0
-        var shiftedOut = 0
-        var stream = tokenizer.map { StreamingDecoder(tokenizer: $0) }
-        var text = ""
-        var emitted = 0  // UTF-8 bytes of `text` already passed to onText (bytes, not Characters: a later
-        // scalar may join the last Character, as a skin tone joins an emoji)
-        var finish = FinishReason.length
-        let generationStart = ContinuousClock.now
-
-        /// Takes `token` as generated; returns true when generation must stop there.
-        func emit(_ token: Int) throws -> Bool {
-            if request.stopTokens.contains(token) {
-                finish = .endOfSequence
-                return true
+    /// One decoding step of `state`: samples the next token, makes room in the context if it is full, and
+    /// feeds the token — with a draft module, together with its guess at the token after, which is kept when
+    /// the model agrees. Returns the text that became final.
+    public func step(_ state: inout GenerationState) throws -> String {
+        precondition(!state.isFinished, "Generator.step: the generation has finished")
+        let token = state.sample()
+        var text = try state.take(token)
+        if state.isFinished { return text }
+        state.shiftedOutTokens += makeRoom(for: drafter == nil ? 1 : 2)
+        guard var drafter, cache.count + 2 <= cache.capacity else {
+            if cache.count >= cache.capacity {
+                state.finish(.contextFull)
+                return text
             }
-            generated.append(token)
-            history.append(token)
-            if var decoder = stream {
-                text += try decoder.append(token)
-                stream = decoder
-                if let cut = Self.firstStop(in: text, stops: request.stopStrings) {
-                    text = String(text[..<cut])
-                    finish = .stopString
-                    return true
-                }
-                let safe = text.utf8.count - Self.heldBack(text, stops: request.stopStrings)
-                if safe > emitted {
-                    onText(String(decoding: Array(text.utf8)[emitted..<safe], as: UTF8.self))
-                    emitted = safe
-                }
-            }
-            return generated.count == request.maxTokens
+            state.logits = try feed([token])
+            return text
         }
-
-        generation: while generated.count < request.maxTokens {
-            guard shouldContinue() else {
-                finish = .cancelled
-                break
-            }
-            let token = sampler.sample(logits, history: history)
-            if try emit(token) { break }
-            shiftedOut += makeRoom(for: drafter == nil ? 1 : 2)
-            guard var drafter, cache.count + 2 <= cache.capacity else {
-                if cache.count >= cache.capacity {
-                    finish = .contextFull
-                    break
-                }
-                logits = try feed([token])
-                continue
-            }
-            // Draft the token after `token`, then check both in one pass.
-            drafter.pendingHidden += drafter.lastHidden
-            drafter.pendingTokens.append(token)
-            let draftLogits = try drafter.model.draft(
-                hidden: drafter.pendingHidden, tokens: drafter.pendingTokens, cache: drafter.cache, context: context)
-            let guess = argmax(draftLogits)
-            let (rows, hidden) = try drafter.model.forwardKeepingHidden(
-                [SequenceInput(tokens: [token, guess], cache: cache, logits: .all)], context: context)
-            cachedTokens += [token, guess]
-            let vocabulary = model.vocabularySize
-            let width = drafter.model.hiddenSize
-            let afterToken = Array(rows[0][..<vocabulary])
-            drafted += 1
-            if sampler.sample(afterToken, history: history) == guess {
-                accepted += 1
-                drafter.pendingHidden = Array(hidden[0][..<width])
-                drafter.pendingTokens = [guess]
-                drafter.lastHidden = Array(hidden[0][width...])
-                self.drafter = drafter
-                logits = Array(rows[0][vocabulary...])
-                if try emit(guess) { break }
-            } else {
-                cache.truncate(to: cache.count - 1)
-                cachedTokens.removeLast()
-                drafter.pendingHidden = []
-                drafter.pendingTokens = []
-                drafter.lastHidden = Array(hidden[0][..<width])
-                self.drafter = drafter
-                logits = afterToken
-            }
+        // Draft the token after `token`, then check both in one pass.
+        drafter.pendingHidden += drafter.lastHidden
+        drafter.pendingTokens.append(token)
+        let draftLogits = try drafter.model.draft(
+            hidden: drafter.pendingHidden, tokens: drafter.pendingTokens, cache: drafter.cache, context: context)
+        let guess = argmax(draftLogits)
+        let (rows, hidden) = try model.forwardKeepingHidden(
+            [SequenceInput(tokens: [token, guess], cache: cache, logits: .all)], context: context)
+        cachedTokens += [token, guess]
+        let vocabulary = model.vocabularySize
+        let width = model.hiddenSize
+        let afterToken = Array(rows[0][..<vocabulary])
+        state.draftedTokens += 1
+        state.logits = afterToken
+        if state.sample() == guess {
+            state.acceptedDraftTokens += 1
+            drafter.pendingHidden = Array(hidden[0][..<width])
+            drafter.pendingTokens = [guess]
+            drafter.lastHidden = Array(hidden[0][width...])
+            self.drafter = drafter
+            state.logits = Array(rows[0][vocabulary...])
+            text += try state.take(guess)
+        } else {
+            cache.truncate(to: cache.count - 1)
+            cachedTokens.removeLast()
+            drafter.pendingHidden = []
+            drafter.pendingTokens = []
+            drafter.lastHidden = Array(hidden[0][..<width])
+            self.drafter = drafter
         }
-        if var decoder = stream, finish != .stopString {
+        return text
+    }
+
+    /// How many trailing UTF-8 bytes might be the start of a stop string, and so must not be shown yet.
+    static func heldBack(_ text: String, stops: [String]) -> Int { TextStream.heldBack(text, stops: stops) }
+}
+
+/// One request being generated, stepped by `Generator.step`: its sampler and the tokens it has seen, the
+/// tokens and text generated so far, why it ended, and its timings.
+public struct GenerationState {
+    public let request: GenerationRequest
+    var sampler: Sampler
+    /// Prompt and generated tokens: what the penalties look at.
+    var history: [Int]
+    /// The logits to sample the next token from.
+    var logits: [Float]
+    var text: TextStream
+    public private(set) var tokens: [Int] = []
+    /// Nil while generating.
+    public private(set) var finishReason: FinishReason?
+    var promptTokensEvaluated: Int
+    var promptSeconds: Double
+    let generationStart = ContinuousClock.now
+    var draftedTokens = 0
+    var acceptedDraftTokens = 0
+    var shiftedOutTokens = 0
+
+    init(
+        request: GenerationRequest, tokenizer: Tokenizer?, logits: [Float], promptTokensEvaluated: Int,
+        promptSeconds: Double
+    ) {
+        self.request = request
+        sampler = Sampler(request.sampling)
+        history = request.promptTokens
+        self.logits = logits
+        text = TextStream(tokenizer: tokenizer, stops: request.stopStrings)
+        self.promptTokensEvaluated = promptTokensEvaluated
+        self.promptSeconds = promptSeconds
+        if request.maxTokens <= 0 { finishReason = .length }
+    }
+
+    public var isFinished: Bool { finishReason != nil }
+
+    /// The next token from `logits`.
+    mutating func sample() -> Int { sampler.sample(logits, history: history) }
+
+    /// Takes `token` as generated: ends at a stop token (not kept), a stop string (cut from the text) or
+    /// `maxTokens`. Returns the text that became final.
+    mutating func take(_ token: Int) throws -> String {
+        if request.stopTokens.contains(token) {
+            finishReason = .endOfSequence
+            return ""
+        }
+        tokens.append(token)
+        history.append(token)
+        let (delta, stopped) = try text.append(token)
+        if stopped {
+            finishReason = .stopString
+        } else if tokens.count == request.maxTokens {
+            finishReason = .length
+        }
+        return delta
+    }
+
+    /// Ends the generation early (cancelled, context full).
+    mutating func finish(_ reason: FinishReason) { finishReason = reason }
+
+    /// Flushes what the text stream held back; call once at the end.
+    mutating func complete() -> String {
+        if finishReason == nil { finishReason = .length }
+        return text.finish(cutAtStop: finishReason == .stopString)
+    }
+
+    public var result: GenerationResult {
+        GenerationResult(
+            tokens: tokens, text: text.text, finishReason: finishReason ?? .length,
+            promptTokens: request.promptTokens.count, promptTokensEvaluated: promptTokensEvaluated,
+            promptSeconds: promptSeconds, generationSeconds: (ContinuousClock.now - generationStart).seconds,
+            draftedTokens: draftedTokens, acceptedDraftTokens: acceptedDraftTokens, shiftedOutTokens: shiftedOutTokens)
+    }
+}
+
+/// Generated ids → text: complete characters only (a character split over tokens waits for its last
+/// piece), cut before the first stop string, and holding back an ending that may still become one.
+struct TextStream {
+    var decoder: StreamingDecoder?
+    let stops: [String]
+    private(set) var text = ""
+    /// UTF-8 bytes of `text` already handed out (bytes, not Characters: a later scalar may join the last
+    /// Character, as a skin tone joins an emoji).
+    private var emitted = 0
+
+    init(tokenizer: Tokenizer?, stops: [String]) {
+        decoder = tokenizer.map { StreamingDecoder(tokenizer: $0) }
+        self.stops = stops
+    }
+
+    /// Adds `token`; returns the text now safe to show and whether a stop string appeared.
+    mutating func append(_ token: Int) throws -> (String, stopped: Bool) {
+        guard var decoder else { return ("", false) }
+        text += try decoder.append(token)
+        self.decoder = decoder
+        if let cut = Self.firstStop(in: text, stops: stops) {
+            text = String(text[..<cut])
+            return ("", true)
+        }
+        return (release(upTo: text.utf8.count - Self.heldBack(text, stops: stops)), false)
+    }
+
+    /// The rest of the text: what the decoder still held (unless generation stopped at a stop string) and
+    /// what was held back.
+    mutating func finish(cutAtStop: Bool) -> String {
+        if var decoder, !cutAtStop {
             text += decoder.finish()
+            self.decoder = decoder
         }
-        if text.utf8.count > emitted { onText(String(decoding: Array(text.utf8)[emitted...], as: UTF8.self)) }
-        let generationTime = ContinuousClock.now - generationStart
-        return GenerationResult(
-            tokens: generated, text: text, finishReason: finish, promptTokens: request.promptTokens.count,
-            promptTokensEvaluated: prompt.count - common, promptSeconds: promptTime.seconds,
-            generationSeconds: generationTime.seconds, draftedTokens: drafted, acceptedDraftTokens: accepted,
-            shiftedOutTokens: shiftedOut)
+        return release(upTo: text.utf8.count)
+    }
+
+    private mutating func release(upTo end: Int) -> String {
+        guard end > emitted else { return "" }
+        let piece = String(decoding: Array(text.utf8)[emitted..<end], as: UTF8.self)
+        emitted = end
+        return piece
     }
 
     /// Index where the first stop string begins, if any occurs.

@@ -6,10 +6,10 @@ import WhaleModels
 /// likely tokens after each position.
 public enum SequenceScore {
     /// `logprobs[i] = log p(ids[i] | ids[..<i])` (nil for i = 0); `top[i]`: the `top` most likely tokens after
-    /// `ids[...i]`, best first. Evaluated in chunks of 256 tokens on a fresh cache.
-    public static func compute(_ ids: [Int], model: any LanguageModel, context: ForwardContext, top: Int) throws
-        -> (logprobs: [Double?], top: [[(Int, Double)]])
-    {
+    /// `ids[...i]`, best first. Evaluated in chunks of `chunk` tokens (one pass per chunk) on a fresh cache.
+    public static func compute(
+        _ ids: [Int], model: any LanguageModel, context: ForwardContext, top: Int, chunk: Int = 256
+    ) throws -> (logprobs: [Double?], top: [[(Int, Double)]]) {
         let cache = model.makeCache(capacity: ids.count)
         let vocabulary = model.vocabularySize
         var logprobs: [Double?] = [nil]
@@ -17,7 +17,7 @@ public enum SequenceScore {
         var start = 0
         var row = [Double](repeating: 0, count: vocabulary)
         while start < ids.count {
-            let end = min(start + 256, ids.count)
+            let end = min(start + max(chunk, 1), ids.count)
             let logits = try model.forward(
                 [SequenceInput(tokens: Array(ids[start..<end]), cache: cache, logits: .all)], context: context)[0]
             for i in start..<end {

@@ -1,6 +1,6 @@
 import WhaleCore
 
-/// The keys of a Hugging Face `config.json` (+ `generation_config.json`) that every decoder-only
+/// The keys of a Hugging Face `config.json` (+ `generation_config.json`'s token ids) that every decoder-only
 /// transformer shares, typed; an architecture reads its own keys from `fields` (its weight map and
 /// configuration live in WhaleModels, one place per architecture).
 ///
@@ -48,17 +48,6 @@ public struct ModelConfig: Sendable {
     public var bosTokenId: Int?
     public var eosTokenIds: [Int]
     public var quantization: Quantization?
-    /// Sampling defaults from generation_config.json, when the model ships one.
-    public var generation: GenerationDefaults?
-
-    public struct GenerationDefaults: Sendable, Equatable {
-        public var temperature: Double?
-        public var topP: Double?
-        public var topK: Int?
-        public var doSample: Bool?
-        public var maxLength: Int?
-    }
-
     /// Reads `config.json` and, if present, `generation_config.json` from `directory`.
     public static func load(directory: String) throws -> ModelConfig {
         let configPath = FileSystem.join(directory, "config.json")
@@ -156,10 +145,9 @@ public struct ModelConfig: Sendable {
         }
     }
 
+    /// generation_config.json's token ids override config.json's (its sampling values are not used: the
+    /// command line's defaults are llama.cpp's).
     mutating func applyGeneration(_ json: JSONFields) throws {
-        generation = GenerationDefaults(
-            temperature: try json.double("temperature"), topP: try json.double("top_p"), topK: try json.int("top_k"),
-            doSample: try json.bool("do_sample"), maxLength: try json.int("max_length"))
         if let bos = try json.int("bos_token_id") { bosTokenId = bos }
         if let eos = try json.ints("eos_token_id") { eosTokenIds = eos }
     }

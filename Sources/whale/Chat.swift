@@ -29,7 +29,7 @@ struct Chat: ParsableCommand {
     @Option(help: "Use this built-in chat template instead of the model's.")
     var chatTemplate: String?
 
-    @Option(name: .short, help: "Maximum tokens per answer.")
+    @Option(name: .short, parsing: .unconditional, help: "Maximum tokens per answer.")
     var n: Int = 512
 
     func run() throws {

@@ -12,10 +12,14 @@ struct ModelOptions: ParsableArguments {
     @Argument(help: "A .gguf file or a model directory (config.json + safetensors).")
     var model: String
 
-    @Option(name: [.short, .long], help: "Worker threads (default: all cores).")
+    @Option(name: [.short, .long], parsing: .unconditional, help: "Worker threads (default: all cores).")
     var threads: Int?
 
-    @Option(name: .customLong("ctx"), help: "Context size in tokens (default: the model's, at most 4096).")
+    @Option(
+        name: .customLong("ctx"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "Context size in tokens, at most the model's trained length (default: that length, at most 4096; "
+                + "perplexity: 512)."))
     var contextSize: Int?
 
     @Option(
@@ -23,8 +27,13 @@ struct ModelOptions: ParsableArguments {
         help: "Attention precision, f16 or f32 (default: f16 for GGUF as llama.cpp, f32 for safetensors).")
     var cacheType: String?
 
-    /// The model, its tokenizer (nil when a model directory has none), and a forward context.
-    func load() throws -> (model: any LanguageModel, tokenizer: Tokenizer?, context: ForwardContext, contextSize: Int) {
+    /// The model, its tokenizer (nil when a model directory has none), and a forward context. The model file
+    /// is opened (mapped and validated) once; the tokenizer reads the same mapping.
+    ///
+    /// - Parameter defaultContext: the context size without --ctx (nil: the model's, at most 4096).
+    func load(defaultContext: Int? = nil) throws -> (
+        model: any LanguageModel, tokenizer: Tokenizer?, context: ForwardContext, contextSize: Int
+    ) {
         var options = LoadOptions()
         if let cacheType {
             guard let precision = AttentionPrecision(rawValue: cacheType) else {
@@ -32,56 +41,99 @@ struct ModelOptions: ParsableArguments {
             }
             options.attentionPrecision = precision
         }
-        let model = try ModelRegistry.load(self.model, options: options)
-        var tokenizer: Tokenizer? = nil
-        if FileSystem.isDirectory(self.model) {
-            if FileSystem.isFile(FileSystem.join(self.model, "tokenizer.json")) {
-                tokenizer = try Tokenizer.load(self.model)
-            }
-        } else {
+        let threadCount = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        guard threadCount >= 1 && threadCount <= 512 else {
+            throw WhaleError(.invalidArgument, field: "--threads", "\(threadCount) threads", hint: "give 1 to 512")
+        }
+        if let contextSize, contextSize < 1 {
+            throw WhaleError(.invalidArgument, field: "--ctx", "context size \(contextSize)", hint: "give 1 or more")
+        }
+        let files = try ModelFiles.open(self.model)
+        let model = try ModelRegistry.load(files, options: options)
+        let tokenizer: Tokenizer?
+        switch files {
+        case .safetensors(let weights, _):
+            let hasTokenizer = FileSystem.isFile(FileSystem.join(weights.directory, "tokenizer.json"))
+            tokenizer = hasTokenizer ? try Tokenizer.load(weights.directory) : nil
+        case .gguf(let weights):
             do {
-                tokenizer = try Tokenizer.load(self.model)
+                tokenizer = try Tokenizer.load(gguf: weights)
             } catch let error as WhaleError where error.code == .missingKey && error.field == "tokenizer.ggml.model" {
                 tokenizer = nil  // a GGUF without a vocabulary: --tokens still works
             }
         }
-        let threadCount = threads ?? ProcessInfo.processInfo.activeProcessorCount
-        guard threadCount >= 1 && threadCount <= 512 else {
-            throw WhaleError(.invalidArgument, field: "--threads", "\(threadCount) threads", hint: "give 1 or more")
-        }
-        let size = contextSize ?? min(model.contextLength, 4096)
-        guard size >= 1 else { throw WhaleError(.invalidArgument, field: "--ctx", "context size must be positive") }
+        let size = contextSize ?? defaultContext ?? min(model.contextLength, 4096)
+        try checkContext(size, model: model)
         return (model, tokenizer, ForwardContext(pool: ThreadPool(threads: threadCount)), size)
+    }
+
+    /// Refuses a context the model was not trained for, or whose cache would not fit in memory, before
+    /// anything is allocated.
+    func checkContext(_ size: Int, model: any LanguageModel) throws {
+        guard size <= model.contextLength else {
+            throw WhaleError(
+                .invalidArgument, field: "--ctx",
+                "\(size) tokens is beyond the \(model.contextLength) the model was trained for",
+                hint: "use --ctx \(model.contextLength) or less")
+        }
+        let (bytes, overflow) = size.multipliedReportingOverflow(by: model.cacheBytesPerToken)
+        let memory = ProcessInfo.processInfo.physicalMemory
+        guard !overflow, UInt64(bytes) <= memory / 10 * 9 else {
+            let gib = Double(size) * Double(model.cacheBytesPerToken) / 1_073_741_824
+            throw WhaleError(
+                .invalidArgument, field: "--ctx",
+                String(
+                    format: "a cache of %d tokens needs %.1f GiB, more than this machine's %.1f GiB of memory", size,
+                    gib, Double(memory) / 1_073_741_824),
+                hint: "use a smaller --ctx")
+        }
     }
 }
 
 /// Options that choose how tokens are sampled.
 struct SamplingOptions: ParsableArguments {
-    @Option(name: .customLong("temp"), help: "Temperature; 0 is greedy.")
+    @Option(name: .customLong("temp"), parsing: .unconditional, help: "Temperature; 0 is greedy.")
     var temperature: Double = 0.8
-    @Option(name: .customLong("top-k"), help: "Keep the K most likely tokens (0: all).")
+    @Option(name: .customLong("top-k"), parsing: .unconditional, help: "Keep the K most likely tokens (0: all).")
     var topK: Int = 40
-    @Option(name: .customLong("top-p"), help: "Keep the smallest set with this much probability.")
+    @Option(
+        name: .customLong("top-p"), parsing: .unconditional, help: "Keep the smallest set with this much probability.")
     var topP: Double = 0.95
-    @Option(name: .customLong("min-p"), help: "Drop tokens less likely than this fraction of the best one.")
+    @Option(
+        name: .customLong("min-p"), parsing: .unconditional,
+        help: "Drop tokens less likely than this fraction of the best one.")
     var minP: Double = 0.05
-    @Option(name: .customLong("repeat-penalty"), help: "Penalize tokens seen in the last --repeat-last-n.")
+    @Option(
+        name: .customLong("repeat-penalty"), parsing: .unconditional,
+        help: "Penalize tokens seen in the last --repeat-last-n.")
     var repeatPenalty: Double = 1.0
-    @Option(name: .customLong("repeat-last-n"), help: "Window of tokens the penalties look at (-1: all).")
+    @Option(
+        name: .customLong("repeat-last-n"), parsing: .unconditional,
+        help: "Window of tokens the penalties look at (-1: all).")
     var repeatLastN: Int = 64
-    @Option(name: .customLong("frequency-penalty"), help: "Subtract this times each token's count.")
+    @Option(
+        name: .customLong("frequency-penalty"), parsing: .unconditional, help: "Subtract this times each token's count."
+    )
     var frequencyPenalty: Double = 0
-    @Option(name: .customLong("presence-penalty"), help: "Subtract this from every token already seen.")
+    @Option(
+        name: .customLong("presence-penalty"), parsing: .unconditional,
+        help: "Subtract this from every token already seen.")
     var presencePenalty: Double = 0
-    @Option(help: "Random seed: the same seed gives the same text (default: random).")
+    @Option(parsing: .unconditional, help: "Random seed: the same seed gives the same text (default: random).")
     var seed: UInt64?
 
     func parameters() throws -> SamplingParameters {
-        guard temperature >= 0, topP > 0, topP <= 1, minP >= 0, minP <= 1, repeatPenalty > 0 else {
-            throw WhaleError(
-                .invalidArgument, field: "sampling",
-                "need --temp ≥ 0, 0 < --top-p ≤ 1, 0 ≤ --min-p ≤ 1, --repeat-penalty > 0")
+        func check(_ valid: Bool, _ option: String, _ value: CustomStringConvertible, _ rule: String) throws {
+            guard valid else { throw WhaleError(.invalidArgument, field: option, "\(value)", hint: rule) }
         }
+        try check(temperature >= 0 && temperature.isFinite, "--temp", temperature, "give 0 (greedy) or more")
+        try check(topK >= 0, "--top-k", topK, "give 0 (all tokens) or more")
+        try check(topP > 0 && topP <= 1, "--top-p", topP, "give a value in (0, 1]")
+        try check(minP >= 0 && minP <= 1, "--min-p", minP, "give a value in [0, 1]")
+        try check(repeatPenalty > 0 && repeatPenalty.isFinite, "--repeat-penalty", repeatPenalty, "give more than 0")
+        try check(repeatLastN >= -1, "--repeat-last-n", repeatLastN, "give -1 (all), 0 (none) or more")
+        try check(frequencyPenalty.isFinite, "--frequency-penalty", frequencyPenalty, "give a number")
+        try check(presencePenalty.isFinite, "--presence-penalty", presencePenalty, "give a number")
         var p = SamplingParameters()
         p.temperature = temperature
         p.topK = topK
@@ -107,7 +159,9 @@ struct DecodingOptions: ParsableArguments {
     @Flag(help: "Stop when the context is full instead of dropping the oldest tokens (after --keep) and going on.")
     var noContextShift = false
 
-    @Option(help: "Tokens at the start of the context that a context shift never drops (default: the BOS token).")
+    @Option(
+        parsing: .unconditional,
+        help: "Tokens at the start of the context that a context shift never drops (default: the BOS token).")
     var keep: Int?
 
     /// Applies the options to `generator`.

@@ -10,7 +10,8 @@ struct Perplexity: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Perplexity of a text file, chunked and scored as llama.cpp's llama-perplexity does.",
         discussion: """
-            The text is tokenized (with BOS if the model adds one) and cut into chunks of --ctx tokens; each \
+            The text is tokenized (with BOS if the model adds one) and cut into chunks of --ctx tokens (default \
+            512, as llama-perplexity); each \
             chunk is evaluated from scratch with its first token replaced by BOS (when the model uses one), and \
             only the second half of each chunk is scored. Prints the running estimate per chunk and the final \
             perplexity, so figures are comparable with llama-perplexity's.
@@ -26,11 +27,10 @@ struct Perplexity: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let (model, tokenizer, context, _) = try modelOptions.load()
+            let (model, tokenizer, context, n) = try modelOptions.load(defaultContext: 512)
             guard let tokenizer else {
                 throw WhaleError(.fileNotFound, file: modelOptions.model, "perplexity needs the model's tokenizer")
             }
-            let n = modelOptions.contextSize ?? 512
             // As llama-perplexity: BOS added when the model adds one, special tokens in the text not parsed.
             var tokens = tokenizer.encode(try readText(file), parseSpecial: false)
             let bos = tokenizer.addsBOS ? tokenizer.bosTokenID : nil

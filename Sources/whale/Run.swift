@@ -24,7 +24,7 @@ struct Run: ParsableCommand {
     @Option(help: "The prompt as token ids: 1,2,3 or [1,2,3].")
     var tokens: String?
 
-    @Option(name: .short, help: "Maximum tokens to generate.")
+    @Option(name: .short, parsing: .unconditional, help: "Maximum tokens to generate.")
     var n: Int = 128
 
     @Flag(help: "Apply the model's chat template to the prompt.")

@@ -29,6 +29,14 @@ struct Score: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Write every named intermediate value of the pass (taps) to this directory.",
+            discussion: "The tokens are fed in one pass; DIR gets manifest.json and one .npy file per tap and layer, "
+                + "for scripts/diff-taps.py to compare with llama.cpp or transformers.",
+            valueName: "dir"))
+    var dumpTaps: String?
+
     func validate() throws {
         guard (tokens == nil) != (text == nil) else { throw ValidationError("give exactly one of --tokens and --text") }
         guard top >= 0 else { throw ValidationError("--top must be ≥ 0") }
@@ -49,7 +57,12 @@ struct Score: ParsableCommand {
                 if tokenizer.addsBOS, let bos = tokenizer.bosTokenID, ids.first != bos { ids.insert(bos, at: 0) }
             }
             guard !ids.isEmpty else { throw WhaleError(.invalidArgument, field: "tokens", "nothing to score") }
-            let result = try SequenceScore.compute(ids, model: model, context: context, top: top)
+            if dumpTaps != nil { context.taps = TapRecorder() }
+            let result = try SequenceScore.compute(
+                ids, model: model, context: context, top: top, chunk: dumpTaps == nil ? 256 : ids.count)
+            if let dumpTaps, let taps = context.taps {
+                try TapDump.write(taps, to: dumpTaps, model: modelOptions.model, tokens: ids)
+            }
             var out = StandardOutput()
             if json {
                 let object = JSONObject([

@@ -85,6 +85,41 @@ import WhaleCore
         #expect(notAModel.status == 1)
     }
 
+    /// Options a new user gets wrong: one clear line naming the option, exit code 1, nothing allocated.
+    @Test(arguments: [
+        (["--ctx", "100000000"], "--ctx"), (["--ctx", "0"], "--ctx"), (["--top-k", "-3"], "--top-k"),
+        (["--temp", "-1"], "--temp"), (["--top-p", "0"], "--top-p"), (["--threads", "0"], "--threads"),
+    ])
+    func badOptionsAreRefusedByName(arguments: [String], option: String) throws {
+        let result = try Whale.run(["run", Self.tiny, "--tokens", "1,2", "-n", "2"] + arguments)
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.hasPrefix("error: ") && result.stderr.contains(option), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+    }
+
+    /// `score --dump-taps`: a manifest and one .npy file per tap and layer, in the format scripts/diff-taps.py
+    /// reads.
+    @Test func scoreDumpsTaps() throws {
+        let directory = NSTemporaryDirectory() + "whale-taps-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let model = Whale.packageRoot.appendingPathComponent(
+            "Tests/WhaleModelsTests/Fixtures/deepseek/v3-sigmoid-noaux"
+        ).path
+        let result = try Whale.run(["score", model, "--tokens", "1,5,9,20", "--json", "--dump-taps", directory])
+        #expect(result.status == 0, "\(result.stderr)")
+        let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/manifest.json"))
+        let manifest = try #require(try data.withUnsafeBytes { try JSONValue.parse($0) }.object)
+        #expect(manifest["tokens"] == .array([1, 5, 9, 20].map { .integer($0) }))
+        let taps = (manifest["taps"]?.array ?? []).compactMap { $0.object }
+        let kvLatent = try #require(taps.first { $0["name"]?.string == "kv_latent" && $0["layer"]?.integer == 1 })
+        #expect(kvLatent["shape"] == .array([.integer(4), .integer(32)]))
+        let file = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + (kvLatent["file"]?.string ?? "")))
+        // NumPy 1.0 header (magic, version, header length) then 4 × 32 float32 values, header padded to 64.
+        #expect(file.prefix(6) == Data([0x93] + Array("NUMPY".utf8)))
+        #expect(file.count % 64 == (4 * 32 * 4) % 64 && file.count > 4 * 32 * 4)
+        #expect(taps.contains { $0["name"]?.string == "result_output" && $0["layer"] == .null })
+    }
+
     @Test(arguments: ["run", "score", "perplexity", "chat"])
     func helpSnapshot(command: String) throws {
         let result = try Whale.run([command, "--help"])

@@ -17,14 +17,12 @@ import WhaleFormats
         #expect(config.bosTokenId == 1)
         // generation_config.json's eos_token_id (2) overrides config.json's [2, 3].
         #expect(config.eosTokenIds == [2])
-        #expect(config.generation?.temperature == 0.6)
     }
 
     @Test func qwen2Config() throws {
         let config = try ModelConfig.load(directory: Fixtures.path("safetensors/qwen2-sharded"))
         #expect(config.modelType == "qwen2")
         #expect(config.tieWordEmbeddings)
-        #expect(config.generation == nil)
     }
 
     @Test func deepseekV3SharedKeys() throws {

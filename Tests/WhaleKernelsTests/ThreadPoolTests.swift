@@ -102,3 +102,27 @@ extension UnsafeMutableBufferPointer {
         return self
     }
 }
+
+/// Per-worker scratch: every chunk learns which thread runs it, and no two chunks of one worker overlap.
+@Suite struct ThreadPoolWorkerIndexTests {
+    @Test func workerIndicesAreInRangeAndExclusive() {
+        let pool = ThreadPool(threads: 3)
+        let busy = UnsafeMutablePointer<Int>.allocate(capacity: 3)
+        busy.initialize(repeating: 0, count: 3)
+        defer { busy.deallocate() }
+        let clashes = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+        clashes.initialize(to: 0)
+        defer { clashes.deallocate() }
+        for _ in 0..<20 {
+            pool.parallelFor(64) { _, worker in
+                precondition(worker >= 0 && worker < 3)
+                // Only this worker touches busy[worker]: a second chunk on it at the same time would see 1.
+                if busy[worker] != 0 { clashes.pointee = 1 }
+                busy[worker] = 1
+                for _ in 0..<200 { busy[worker] &+= 0 }
+                busy[worker] = 0
+            }
+        }
+        #expect(clashes.pointee == 0)
+    }
+}

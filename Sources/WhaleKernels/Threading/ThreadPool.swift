@@ -20,35 +20,22 @@ import Synchronization
 ///
 /// A pool runs one job at a time. A `parallelFor` issued while the pool is busy — from inside a chunk
 /// (nested) or from another thread — runs serially on its caller; it is correct, just not parallel.
-///
-/// On Apple platforms before macOS 15 / iOS 18 (no `Synchronization.Atomic`) the pool has no workers and
-/// `threadCount` is 1.
 public final class ThreadPool: @unchecked Sendable {
     /// Threads that run chunks, the caller of `parallelFor` included.
     public let threadCount: Int
-    /// The `PoolWorkers`, typed `AnyObject` because a stored property cannot have a newer availability
-    /// than its class; nil when `threadCount == 1`.
-    private let workers: AnyObject?
+    /// Nil when `threadCount == 1`.
+    private let workers: PoolWorkers?
 
     /// Starts `threads - 1` worker threads; the thread that calls `parallelFor` is the last one.
     ///
     /// - Precondition: `threads >= 1`. With 1, no thread is started and everything runs on the caller.
     public init(threads: Int) {
         precondition(threads >= 1, "ThreadPool needs at least 1 thread, got \(threads)")
-        if threads > 1, #available(macOS 15, iOS 18, tvOS 18, watchOS 11, visionOS 2, *) {
-            workers = PoolWorkers(workerCount: threads - 1)
-            threadCount = threads
-        } else {
-            workers = nil
-            threadCount = 1
-        }
+        workers = threads > 1 ? PoolWorkers(workerCount: threads - 1) : nil
+        threadCount = threads
     }
 
-    deinit {
-        if #available(macOS 15, iOS 18, tvOS 18, watchOS 11, visionOS 2, *), let workers {
-            unsafeDowncast(workers, to: PoolWorkers.self).stop()
-        }
-    }
+    deinit { workers?.stop() }
 
     /// Calls `body(chunk)` for each chunk in `0..<count`, spread over the pool's threads plus the caller, and
     /// returns when all are done. Chunks are claimed by atomic counter so a descheduled worker cannot stall
@@ -63,30 +50,25 @@ public final class ThreadPool: @unchecked Sendable {
     /// workers, or a busy pool) gives every chunk worker 0.
     public func parallelFor(_ count: Int, _ body: (_ chunk: Int, _ worker: Int) -> Void) {
         if count <= 0 { return }
-        if count == 1 || workers == nil {
+        guard count > 1, let workers else {
             for chunk in 0..<count { body(chunk, 0) }
             return
         }
-        if #available(macOS 15, iOS 18, tvOS 18, watchOS 11, visionOS 2, *) {
-            let workers = unsafeDowncast(self.workers!, to: PoolWorkers.self)
-            if count > PoolWorkers.maximumChunks {
-                // The claim word has 16 bits for the chunk index: group chunks into at most that many runs.
-                let perGroup = (count + PoolWorkers.maximumChunks - 1) / PoolWorkers.maximumChunks
-                parallelFor((count + perGroup - 1) / perGroup) { group, worker in
-                    for chunk in (group * perGroup)..<min(count, (group + 1) * perGroup) { body(chunk, worker) }
-                }
-                return
+        if count > PoolWorkers.maximumChunks {
+            // The claim word has 16 bits for the chunk index: group chunks into at most that many runs.
+            let perGroup = (count + PoolWorkers.maximumChunks - 1) / PoolWorkers.maximumChunks
+            parallelFor((count + perGroup - 1) / perGroup) { group, worker in
+                for chunk in (group * perGroup)..<min(count, (group + 1) * perGroup) { body(chunk, worker) }
             }
-            withoutActuallyEscaping(body) { escapable in
-                var job = escapable
-                withUnsafePointer(to: &job) { jobPointer in
-                    if !workers.run(count: count, job: UnsafeRawPointer(jobPointer)) {
-                        for chunk in 0..<count { escapable(chunk, 0) }
-                    }
+            return
+        }
+        withoutActuallyEscaping(body) { escapable in
+            var job = escapable
+            withUnsafePointer(to: &job) { jobPointer in
+                if !workers.run(count: count, job: UnsafeRawPointer(jobPointer)) {
+                    for chunk in 0..<count { escapable(chunk, 0) }
                 }
             }
-        } else {
-            for chunk in 0..<count { body(chunk, 0) }
         }
     }
 }
@@ -99,7 +81,6 @@ public final class ThreadPool: @unchecked Sendable {
 /// to a later job — so a worker that wakes late never runs a chunk of a finished job, and a successful
 /// claim proves the job (and its closure) is still alive, because the caller waits until `completed`
 /// reaches `count` before it returns.
-@available(macOS 15, iOS 18, tvOS 18, watchOS 11, visionOS 2, *)
 final class PoolWorkers: @unchecked Sendable {
     /// Chunks one job can have: the width of the claim word's `count` and `next` fields.
     static let maximumChunks = 0xFFFF
@@ -267,7 +248,6 @@ final class PoolWorkers: @unchecked Sendable {
 }
 
 /// What a new worker thread is handed: its pool and its index.
-@available(macOS 15, iOS 18, tvOS 18, watchOS 11, visionOS 2, *)
 private final class WorkerStart {
     let workers: PoolWorkers
     let index: Int
