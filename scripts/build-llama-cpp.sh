@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's reference tools (llama-perplexity, llama-bench, llama-simple, llama-completion,
 # llama-tokenize) from the llama.cpp vendored in the llama-cpp-python sdist that the fixture scripts pin,
-# so the binaries and the Python bindings are the same llama.cpp commit.
+# so the binaries and the Python bindings are the same llama.cpp commit. Also builds our tap dumper,
+# llama-dump-taps (scripts/taps/llama-dump-taps.cpp, compiled with g++ against the static libllama / ggml
+# built here), which writes a forward pass's intermediate tensors in the tap format of scripts/diff-taps.py.
 #
 #   scripts/build-llama-cpp.sh [-jN]      # default -j1 (the machine has 2 cores shared with Swift builds)
 #
-# Output goes outside the repository (never committed): $LLAMA_CPP_BUILD_ROOT, default /work/llama.cpp-build.
+# Output: $LLAMA_CPP_BUILD_ROOT, default <repo>/.build-llama.cpp (git-ignored by `.build*/`, never committed).
+# Needs cmake (e.g. `python3 -m pip install cmake`), a C++17 compiler and pip (the sdist comes from PyPI).
 # Idempotent: downloads and configures once, then `cmake --build` only rebuilds what changed.
 # The last line printed is the directory holding the binaries.
 #
@@ -15,12 +18,13 @@
 set -euo pipefail
 
 LLAMA_CPP_PYTHON_VERSION=0.3.36
-ROOT=${LLAMA_CPP_BUILD_ROOT:-/work/llama.cpp-build}
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=${LLAMA_CPP_BUILD_ROOT:-$REPO/.build-llama.cpp}
 JOBS=1
 for arg in "$@"; do
     case "$arg" in
         -j[0-9]*) JOBS=${arg#-j} ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "error: unknown argument '$arg' (expected -jN)" >&2; exit 2 ;;
     esac
 done
@@ -31,12 +35,22 @@ SDIST_DIR="$SRC_PARENT/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION"
 LLAMA_SRC="$SDIST_DIR/vendor/llama.cpp"
 BUILD="$ROOT/build"
 
+if ! command -v cmake >/dev/null 2>&1; then
+    echo "error: cmake not found; install it (e.g. python3 -m pip install cmake, or apt-get install cmake)" >&2
+    exit 1
+fi
+
 mkdir -p "$SRC_PARENT"
 if [ ! -f "$LLAMA_SRC/CMakeLists.txt" ]; then
-    echo "downloading llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION sdist from PyPI" >&2
-    python3 -m pip download --quiet --no-deps --no-binary :all: \
-        "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" -d "$SRC_PARENT"
-    tar -xzf "$SRC_PARENT/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz" -C "$SRC_PARENT"
+    SDIST="$SRC_PARENT/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz"
+    if [ ! -f "$SDIST" ]; then
+        echo "downloading llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION sdist from PyPI" >&2
+        # --no-binary for this one package only: pip prepares the sdist's metadata, and `--no-binary :all:`
+        # would also build its build requirements (cmake, ninja) from source first.
+        python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python \
+            "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" -d "$SRC_PARENT"
+    fi
+    tar -xzf "$SDIST" -C "$SRC_PARENT"
 fi
 
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
@@ -65,5 +79,27 @@ for t in "${TARGETS[@]}"; do
         exit 1
     fi
 done
+
+# Our tap dumper, linked against the static libraries built above (the same llama.cpp commit). Rebuilt
+# when its source or a library is newer than the binary. ggml-cpu uses OpenMP when cmake found it.
+DUMP_SRC="$REPO/scripts/taps/llama-dump-taps.cpp"
+DUMP_BIN="$BUILD/bin/llama-dump-taps"
+LIBS=("$BUILD/src/libllama.a" "$BUILD/ggml/src/libggml.a" "$BUILD/ggml/src/libggml-cpu.a" "$BUILD/ggml/src/libggml-base.a")
+for lib in "${LIBS[@]}"; do
+    [ -f "$lib" ] || { echo "error: $lib not found (llama.cpp's library layout changed?)" >&2; exit 1; }
+done
+stale=0
+[ -x "$DUMP_BIN" ] || stale=1
+for dep in "$DUMP_SRC" "${LIBS[@]}"; do
+    if [ "$dep" -nt "$DUMP_BIN" ]; then stale=1; fi
+done
+if [ "$stale" = 1 ]; then
+    OPENMP=()
+    if grep -q '^GGML_OPENMP_ENABLED:INTERNAL=ON' "$BUILD/CMakeCache.txt"; then OPENMP=(-fopenmp); fi
+    echo "compiling $DUMP_BIN" >&2
+    nice -n 10 "${CXX:-g++}" -std=c++17 -O2 -o "$DUMP_BIN" "$DUMP_SRC" \
+        -I "$LLAMA_SRC/include" -I "$LLAMA_SRC/ggml/include" \
+        "${LIBS[@]}" "${OPENMP[@]}" -pthread -ldl -lm >&2
+fi
 "$BUILD/bin/llama-completion" --version >&2 2>&1 || true
 echo "$BUILD/bin"
