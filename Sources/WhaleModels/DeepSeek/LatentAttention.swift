@@ -92,14 +92,19 @@ struct LatentAttention: AttentionBlock {
             ropeKey.update(from: kv + t * kvWidth + s.latentRank, count: s.ropeDim)
             s.rope.apply(ropeKey, heads: 1, headDim: s.ropeDim, position: position)
             s.rope.apply(q + t * s.queryWidth + s.nopeDim, heads: s.heads, headDim: s.queryHeadDim, position: position)
-            if s.precision == .f16 {
-                Ops.roundToHalf(latent, count: s.latentRank)
-                Ops.roundToHalf(ropeKey, count: s.ropeDim)
-            }
             views[t] = Attention.TokenView(
                 keys: latents, values: ropeKeys, length: position + 1, passTokens: pass.passTokens(t))
         }
         tapCacheRows(pass: pass, cacheLayer: cacheLayer, layer: layer, q: q, context: context)
+        if s.precision == .f16 {
+            // What an f16 cache stores (rounded after the taps, which show the values the layer computed).
+            for t in 0..<n {
+                let position = pass.positions[t]
+                let cache = pass.cache(t)
+                Ops.roundToHalf(cache.latents(cacheLayer) + position * s.latentRank, count: s.latentRank)
+                Ops.roundToHalf(cache.ropeKeys(cacheLayer) + position * s.ropeDim, count: s.ropeDim)
+            }
+        }
         let attended = arena.floats(n * s.heads * s.valueDim)  // [T, heads, dv]
         switch s.form {
         case .absorbed:
