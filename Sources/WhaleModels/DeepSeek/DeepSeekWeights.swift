@@ -10,18 +10,22 @@ struct DeepSeekWeights {
     let c: DeepSeek.Configuration
     let names: TensorNames
     let weights: WeightLoader
+    /// GGUF stacks the routed experts into 3-D tensors; Hugging Face checkpoints store one matrix per expert.
+    let stackedExperts: Bool
 
     init(_ files: ModelFiles, _ configuration: DeepSeek.Configuration) {
         self.files = files
         c = configuration
         if case .safetensors(let model, _) = files {
-            names = .huggingFace
+            names = Self.huggingFaceNames
+            stackedExperts = false
             // FP8 checkpoints: `W.weight` (F8_E4M3) comes with `W.weight_scale_inv`, paired and checked by the
             // safetensors reader.
             let scales = model.blockScales
             weights = WeightLoader(files, blockScaleName: { scales[$0] })
         } else {
-            names = .gguf
+            names = Self.ggufNames
+            stackedExperts = true
             weights = WeightLoader(files)
         }
     }
@@ -31,7 +35,7 @@ struct DeepSeekWeights {
         let embedding = try weights.matrix(names.embedding, rows: c.vocabularySize, columns: c.hiddenSize)
         let output = try weights.matrix(names.output, rows: c.vocabularySize, columns: c.hiddenSize)
         var drafter: MultiTokenPrediction? = nil
-        if c.nextTokenLayers > 0, weights.has(names.nextToken(c.layers, "eh_proj")) {
+        if c.nextTokenLayers > 0, weights.has(nextToken(c.layers, "eh_proj")) {
             drafter = try multiTokenPrediction(embedding: embedding, output: output)
         }
         return TransformerDecoder(
@@ -112,7 +116,7 @@ struct DeepSeekWeights {
     func routedExperts(_ i: Int, count: Int) throws -> [FeedForward] {
         let hidden = c.hiddenSize
         let width = c.expertSize
-        guard names.stackedExperts else {
+        guard stackedExperts else {
             return try (0..<count).map { e in
                 func matrix(_ part: String, rows: Int, columns: Int) throws -> WeightMatrix {
                     try weights.matrix(
@@ -156,11 +160,15 @@ struct DeepSeekWeights {
         return (keys, values)
     }
 
+    /// The MTP module's own tensors, as DeepSeek's checkpoints name them (llama.cpp's converter drops the
+    /// module, so GGUF files have none to find; §8).
+    func nextToken(_ i: Int, _ part: String) -> String { names.layerPrefix + "\(i)." + part + ".weight" }
+
     /// V3's MTP module, stored as layer `num_hidden_layers` (§8); the embedding and head fall back to the
     /// main model's when the checkpoint does not repeat them.
     func multiTokenPrediction(embedding: WeightMatrix, output: WeightMatrix) throws -> MultiTokenPrediction {
         let l = c.layers
-        let n = { names.nextToken(l, $0) }
+        let n = { nextToken(l, $0) }
         let hidden = c.hiddenSize
         return MultiTokenPrediction(
             embeddingNorm: try weights.vector(n("enorm"), count: hidden),
@@ -173,53 +181,38 @@ struct DeepSeekWeights {
                 ? try weights.matrix(n("embed_tokens"), rows: c.vocabularySize, columns: hidden) : embedding,
             eps: c.rmsNormEps, cacheLayout: c.cacheLayout, rotated: c.rotatedPart, layerIndex: l)
     }
+}
 
+extension DeepSeekWeights {
     /// Checkpoint tensor names, GGUF (llama.cpp's `deepseek2`) and Hugging Face, by part, verbatim.
-    struct TensorNames: Sendable {
-        var embedding: String
-        var finalNorm: String
-        var output: String
-        var layerPrefix: String
-        var parts: [String: String]
-        /// GGUF stacks the routed experts into 3-D tensors; Hugging Face checkpoints store one matrix per expert.
-        var stackedExperts: Bool
+    static let huggingFaceNames = TensorNames(
+        embedding: "model.embed_tokens.weight", finalNorm: "model.norm.weight", output: "lm_head.weight",
+        layerPrefix: "model.layers.",
+        parts: [
+            "attention_norm": "input_layernorm.weight", "q_a": "self_attn.q_a_proj.weight",
+            "q_a_norm": "self_attn.q_a_layernorm.weight", "q_b": "self_attn.q_b_proj.weight",
+            "q": "self_attn.q_proj.weight", "kv_a": "self_attn.kv_a_proj_with_mqa.weight",
+            "kv_a_norm": "self_attn.kv_a_layernorm.weight", "kv_b": "self_attn.kv_b_proj.weight",
+            "k_b": "self_attn.k_b_proj.weight", "v_b": "self_attn.v_b_proj.weight",
+            "o": "self_attn.o_proj.weight", "ffn_norm": "post_attention_layernorm.weight",
+            "gate": "mlp.gate_proj.weight", "up": "mlp.up_proj.weight", "down": "mlp.down_proj.weight",
+            "router": "mlp.gate.weight", "router_bias": "mlp.gate.e_score_correction_bias",
+            "shared_gate": "mlp.shared_experts.gate_proj.weight", "shared_up": "mlp.shared_experts.up_proj.weight",
+            "shared_down": "mlp.shared_experts.down_proj.weight",
+        ])
 
-        func layer(_ i: Int, _ part: String) -> String { layerPrefix + "\(i)." + parts[part]! }
-
-        /// The MTP module's own tensors (same spelling in both formats).
-        func nextToken(_ i: Int, _ part: String) -> String { layerPrefix + "\(i)." + part + ".weight" }
-
-        static let huggingFace = TensorNames(
-            embedding: "model.embed_tokens.weight", finalNorm: "model.norm.weight", output: "lm_head.weight",
-            layerPrefix: "model.layers.",
-            parts: [
-                "attention_norm": "input_layernorm.weight", "q_a": "self_attn.q_a_proj.weight",
-                "q_a_norm": "self_attn.q_a_layernorm.weight", "q_b": "self_attn.q_b_proj.weight",
-                "q": "self_attn.q_proj.weight", "kv_a": "self_attn.kv_a_proj_with_mqa.weight",
-                "kv_a_norm": "self_attn.kv_a_layernorm.weight", "kv_b": "self_attn.kv_b_proj.weight",
-                "k_b": "self_attn.k_b_proj.weight", "v_b": "self_attn.v_b_proj.weight",
-                "o": "self_attn.o_proj.weight", "ffn_norm": "post_attention_layernorm.weight",
-                "gate": "mlp.gate_proj.weight", "up": "mlp.up_proj.weight", "down": "mlp.down_proj.weight",
-                "router": "mlp.gate.weight", "router_bias": "mlp.gate.e_score_correction_bias",
-                "shared_gate": "mlp.shared_experts.gate_proj.weight", "shared_up": "mlp.shared_experts.up_proj.weight",
-                "shared_down": "mlp.shared_experts.down_proj.weight",
-            ],
-            stackedExperts: false)
-
-        static let gguf = TensorNames(
-            embedding: "token_embd.weight", finalNorm: "output_norm.weight", output: "output.weight",
-            layerPrefix: "blk.",
-            parts: [
-                "attention_norm": "attn_norm.weight", "q_a": "attn_q_a.weight", "q_a_norm": "attn_q_a_norm.weight",
-                "q_b": "attn_q_b.weight", "q": "attn_q.weight", "kv_a": "attn_kv_a_mqa.weight",
-                "kv_a_norm": "attn_kv_a_norm.weight", "kv_b": "attn_kv_b.weight", "k_b": "attn_k_b.weight",
-                "v_b": "attn_v_b.weight", "o": "attn_output.weight", "ffn_norm": "ffn_norm.weight",
-                "gate": "ffn_gate.weight", "up": "ffn_up.weight", "down": "ffn_down.weight",
-                "router": "ffn_gate_inp.weight", "router_bias": "exp_probs_b.bias",
-                "experts.gate": "ffn_gate_exps.weight", "experts.up": "ffn_up_exps.weight",
-                "experts.down": "ffn_down_exps.weight", "shared_gate": "ffn_gate_shexp.weight",
-                "shared_up": "ffn_up_shexp.weight", "shared_down": "ffn_down_shexp.weight",
-            ],
-            stackedExperts: true)
-    }
+    static let ggufNames = TensorNames(
+        embedding: "token_embd.weight", finalNorm: "output_norm.weight", output: "output.weight",
+        layerPrefix: "blk.",
+        parts: [
+            "attention_norm": "attn_norm.weight", "q_a": "attn_q_a.weight", "q_a_norm": "attn_q_a_norm.weight",
+            "q_b": "attn_q_b.weight", "q": "attn_q.weight", "kv_a": "attn_kv_a_mqa.weight",
+            "kv_a_norm": "attn_kv_a_norm.weight", "kv_b": "attn_kv_b.weight", "k_b": "attn_k_b.weight",
+            "v_b": "attn_v_b.weight", "o": "attn_output.weight", "ffn_norm": "ffn_norm.weight",
+            "gate": "ffn_gate.weight", "up": "ffn_up.weight", "down": "ffn_down.weight",
+            "router": "ffn_gate_inp.weight", "router_bias": "exp_probs_b.bias",
+            "experts.gate": "ffn_gate_exps.weight", "experts.up": "ffn_up_exps.weight",
+            "experts.down": "ffn_down_exps.weight", "shared_gate": "ffn_gate_shexp.weight",
+            "shared_up": "ffn_up_shexp.weight", "shared_down": "ffn_down_shexp.weight",
+        ])
 }

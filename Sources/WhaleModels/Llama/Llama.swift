@@ -80,19 +80,19 @@ enum Llama: Architecture {
     {
         var c = configuration
         if let precision = options.attentionPrecision { c.attention.precision = precision }
-        let names: TensorNames = if case .gguf = files { .gguf } else { .huggingFace }
+        let names = if case .gguf = files { ggufNames } else { huggingFaceNames }
         let weights = WeightLoader(files)
         let embedding = try weights.matrix(names.embedding, rows: c.vocabularySize, columns: c.hiddenSize)
         let a = c.attention
         let layers: [any DecoderLayer] = try (0..<c.layers).map { i in
             func matrix(_ part: String, rows: Int, columns: Int) throws -> WeightMatrix {
-                try weights.matrix(names.layer(i, part) + ".weight", rows: rows, columns: columns)
+                try weights.matrix(names.layer(i, part), rows: rows, columns: columns)
             }
-            func vector(_ part: String, _ suffix: String, count: Int) throws -> [Float] {
-                try weights.vector(names.layer(i, part) + suffix, count: count)
+            func vector(_ part: String, count: Int) throws -> [Float] {
+                try weights.vector(names.layer(i, part), count: count)
             }
             func bias(_ part: String, _ count: Int) throws -> [Float]? {
-                c.qkvBias ? try vector(part, ".bias", count: count) : nil
+                c.qkvBias ? try vector(part + "_bias", count: count) : nil
             }
             let attention = GroupedQueryAttention(
                 query: try matrix("q", rows: a.queryWidth, columns: c.hiddenSize),
@@ -106,8 +106,8 @@ enum Llama: Architecture {
                 up: try matrix("up", rows: c.intermediateSize, columns: c.hiddenSize),
                 down: try matrix("down", rows: c.hiddenSize, columns: c.intermediateSize))
             return ResidualLayer(
-                attentionNorm: try vector("attention_norm", ".weight", count: c.hiddenSize), attention: attention,
-                feedForwardNorm: try vector("ffn_norm", ".weight", count: c.hiddenSize), feedForward: mlp,
+                attentionNorm: try vector("attention_norm", count: c.hiddenSize), attention: attention,
+                feedForwardNorm: try vector("ffn_norm", count: c.hiddenSize), feedForward: mlp,
                 eps: c.rmsNormEps)
         }
         return TransformerDecoder(
@@ -122,34 +122,25 @@ enum Llama: Architecture {
             files: files, owned: weights.owned)
     }
 
-    /// Checkpoint tensor names, GGUF (llama.cpp) and Hugging Face, verbatim. Layer i's tensor for a part is
-    /// `layerPrefix + i + "." + parts[part]`, then `.weight` or `.bias`.
-    struct TensorNames: Sendable {
-        var embedding: String
-        var finalNorm: String
-        var output: String
-        var layerPrefix: String
-        var parts: [String: String]
+    /// Checkpoint tensor names, GGUF (llama.cpp) and Hugging Face, verbatim.
+    static let ggufNames = TensorNames(
+        embedding: "token_embd.weight", finalNorm: "output_norm.weight", output: "output.weight", layerPrefix: "blk.",
+        parts: [
+            "attention_norm": "attn_norm.weight", "q": "attn_q.weight", "k": "attn_k.weight", "v": "attn_v.weight",
+            "q_bias": "attn_q.bias", "k_bias": "attn_k.bias", "v_bias": "attn_v.bias", "o": "attn_output.weight",
+            "ffn_norm": "ffn_norm.weight", "gate": "ffn_gate.weight", "up": "ffn_up.weight", "down": "ffn_down.weight",
+        ])
 
-        func layer(_ i: Int, _ part: String) -> String { layerPrefix + "\(i)." + parts[part]! }
-
-        static let gguf = TensorNames(
-            embedding: "token_embd.weight", finalNorm: "output_norm.weight", output: "output.weight",
-            layerPrefix: "blk.",
-            parts: [
-                "attention_norm": "attn_norm", "q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output",
-                "ffn_norm": "ffn_norm", "gate": "ffn_gate", "up": "ffn_up", "down": "ffn_down",
-            ])
-
-        static let huggingFace = TensorNames(
-            embedding: "model.embed_tokens.weight", finalNorm: "model.norm.weight", output: "lm_head.weight",
-            layerPrefix: "model.layers.",
-            parts: [
-                "attention_norm": "input_layernorm", "q": "self_attn.q_proj", "k": "self_attn.k_proj",
-                "v": "self_attn.v_proj", "o": "self_attn.o_proj", "ffn_norm": "post_attention_layernorm",
-                "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj",
-            ])
-    }
+    static let huggingFaceNames = TensorNames(
+        embedding: "model.embed_tokens.weight", finalNorm: "model.norm.weight", output: "lm_head.weight",
+        layerPrefix: "model.layers.",
+        parts: [
+            "attention_norm": "input_layernorm.weight", "q": "self_attn.q_proj.weight",
+            "k": "self_attn.k_proj.weight", "v": "self_attn.v_proj.weight", "q_bias": "self_attn.q_proj.bias",
+            "k_bias": "self_attn.k_proj.bias", "v_bias": "self_attn.v_proj.bias", "o": "self_attn.o_proj.weight",
+            "ffn_norm": "post_attention_layernorm.weight", "gate": "mlp.gate_proj.weight",
+            "up": "mlp.up_proj.weight", "down": "mlp.down_proj.weight",
+        ])
 
     /// From llama.cpp's `ARCH.*` keys (ARCH = `general.architecture`).
     static func ggufConfiguration(_ model: GGUFModel, rope layout: RotaryEmbedding.Layout, qkvBias: Bool) throws
