@@ -124,29 +124,6 @@ public final class Generator {
         drafter?.cache.truncate(to: 0)
     }
 
-    /// Feeds `tokens` after the cached ones, returning the logits of the last one (and, when drafting, queueing
-    /// each token's hidden state for the draft module).
-    func feed(_ tokens: [Int]) throws -> [Float] {
-        var logits: [Float] = []
-        var start = 0
-        while start < tokens.count {
-            let end = min(start + batchSize, tokens.count)
-            let chunk = Array(tokens[start..<end])
-            let batch = [SequenceInput(tokens: chunk, cache: cache, logits: end == tokens.count ? .last : .none)]
-            if var drafter {
-                let (rows, hidden) = try drafter.model.forwardKeepingHidden(batch, context: context)
-                logits = rows[0]
-                drafter.record(hidden: hidden[0], tokens: chunk)
-                self.drafter = drafter
-            } else {
-                logits = try model.forward(batch, context: context)[0]
-            }
-            cachedTokens += chunk
-            start = end
-        }
-        return logits
-    }
-
     /// Makes room for `tokens` more by a context shift, if there is a policy; returns how many old tokens it
     /// dropped (0 when they already fit or there is no policy).
     func makeRoom(for tokens: Int) -> Int {
@@ -164,7 +141,8 @@ public final class Generator {
     }
 
     /// Generates from `request`: `start`, then `step` until the state is finished. `onText` receives text as
-    /// it becomes final; `shouldContinue` is polled before each token (return false to stop, e.g. on Ctrl-C).
+    /// it becomes final; `shouldContinue` is polled before each forward pass (return false to stop, e.g. on
+    /// Ctrl-C).
     public func generate(
         _ request: GenerationRequest, onText: (String) -> Void = { _ in }, shouldContinue: () -> Bool = { true }
     ) throws -> GenerationResult {
@@ -183,8 +161,8 @@ public final class Generator {
     }
 
     /// Begins `request`: fits the prompt to the context (keeping its head and latest half-context when a
-    /// context shift is allowed), reuses the longest cached prefix (always recomputing the last prompt token)
-    /// and feeds the rest. The returned state holds the logits to sample the first token from.
+    /// context shift is allowed) and keeps the longest cached prefix (always recomputing the last prompt
+    /// token); the rest of the prompt is what the state feeds first.
     public func start(_ request: GenerationRequest) throws -> GenerationState {
         guard !request.promptTokens.isEmpty else {
             throw WhaleError(.invalidArgument, field: "prompt", "the prompt is empty", hint: "give at least one token")
@@ -212,31 +190,56 @@ public final class Generator {
         }
         cache.truncate(to: common)
         cachedTokens.removeSubrange(common...)
-        let promptStart = ContinuousClock.now
-        let logits = try feed(Array(prompt[common...]))
-        return GenerationState(
-            request: request, tokenizer: tokenizer, logits: logits, promptTokensEvaluated: prompt.count - common,
-            promptSeconds: (ContinuousClock.now - promptStart).seconds)
+        return GenerationState(request: request, tokenizer: tokenizer, pendingPrompt: Array(prompt[common...]))
     }
 
-    /// One decoding step of `state`: samples the next token, makes room in the context if it is full, and
-    /// feeds the token — with a draft module, together with its guess at the token after, which is kept when
-    /// the model agrees. Returns the text that became final.
+    /// What `state` needs fed in its next forward pass: the next chunk of its prompt (at most `limit` tokens,
+    /// default `batchSize`; logits only after the prompt's last token) or the token it sampled last; nil once
+    /// it has finished. A scheduler puts the inputs of many sequences into one pass and hands each its
+    /// logits with `absorb`.
+    public func nextInput(for state: GenerationState, limit: Int? = nil) -> SequenceInput? {
+        if state.isFinished { return nil }
+        if !state.pendingPrompt.isEmpty {
+            let count = min(max(limit ?? batchSize, 1), state.pendingPrompt.count)
+            return SequenceInput(
+                tokens: Array(state.pendingPrompt.prefix(count)), cache: cache,
+                logits: count == state.pendingPrompt.count ? .last : .none)
+        }
+        return state.nextToken.map { SequenceInput(tokens: [$0], cache: cache, logits: .last) }
+    }
+
+    /// Takes the outcome of the pass that fed `input` (from `nextInput`): once the prompt is in, samples the
+    /// next token from `logits`, takes it (stop tokens, stop strings, `maxTokens`) and makes room for it in
+    /// the context. Returns the text that became final.
+    public func absorb(_ input: SequenceInput, logits: [Float], into state: inout GenerationState) throws -> String {
+        cachedTokens += input.tokens
+        if !state.pendingPrompt.isEmpty {
+            state.pendingPrompt.removeFirst(input.tokens.count)
+            if !state.pendingPrompt.isEmpty { return "" }
+            state.promptFinished()
+            if state.isFinished { return "" }
+        }
+        state.nextToken = nil
+        state.logits = logits
+        return try takeNext(&state)
+    }
+
+    /// One forward pass of `state` (a prompt chunk, or the last token), then `absorb`. With a draft module,
+    /// a decoding step feeds the last token together with the module's guess at the token after it, and
+    /// keeps the guess when the model agrees: the output is that of plain greedy decoding.
     public func step(_ state: inout GenerationState) throws -> String {
-        precondition(!state.isFinished, "Generator.step: the generation has finished")
-        let token = state.sample()
-        var text = try state.take(token)
-        if state.isFinished { return text }
-        state.shiftedOutTokens += makeRoom(for: drafter == nil ? 1 : 2)
-        guard var drafter, cache.count + 2 <= cache.capacity else {
-            if cache.count >= cache.capacity {
-                state.finish(.contextFull)
-                return text
-            }
-            state.logits = try feed([token])
-            return text
+        guard let input = nextInput(for: state) else { return "" }
+        guard var drafter else {
+            return try absorb(input, logits: try model.forward([input], context: context)[0], into: &state)
+        }
+        guard input.tokens.count == 1, state.pendingPrompt.isEmpty, cache.count + 2 <= cache.capacity else {
+            let (rows, hidden) = try model.forwardKeepingHidden([input], context: context)
+            drafter.record(hidden: hidden[0], tokens: input.tokens)
+            self.drafter = drafter
+            return try absorb(input, logits: rows[0], into: &state)
         }
         // Draft the token after `token`, then check both in one pass.
+        let token = input.tokens[0]
         drafter.pendingHidden += drafter.lastHidden
         drafter.pendingTokens.append(token)
         let draftLogits = try drafter.model.draft(
@@ -247,17 +250,19 @@ public final class Generator {
         cachedTokens += [token, guess]
         let vocabulary = model.vocabularySize
         let width = model.hiddenSize
-        let afterToken = Array(rows[0][..<vocabulary])
+        state.nextToken = nil
         state.draftedTokens += 1
-        state.logits = afterToken
+        state.logits = Array(rows[0][..<vocabulary])
+        var text = ""
         if state.sample() == guess {
             state.acceptedDraftTokens += 1
             drafter.pendingHidden = Array(hidden[0][..<width])
             drafter.pendingTokens = [guess]
             drafter.lastHidden = Array(hidden[0][width...])
             self.drafter = drafter
+            text = try state.take(guess)
+            if state.isFinished { return text }
             state.logits = Array(rows[0][vocabulary...])
-            text += try state.take(guess)
         } else {
             cache.truncate(to: cache.count - 1)
             cachedTokens.removeLast()
@@ -266,6 +271,21 @@ public final class Generator {
             drafter.lastHidden = Array(hidden[0][..<width])
             self.drafter = drafter
         }
+        return text + (try takeNext(&state))
+    }
+
+    /// Samples and takes the next token from `state.logits`, then makes room for feeding it (and a draft)
+    /// — or ends the generation when the context is full and nothing may be dropped.
+    private func takeNext(_ state: inout GenerationState) throws -> String {
+        let token = state.sample()
+        let text = try state.take(token)
+        if state.isFinished { return text }
+        state.shiftedOutTokens += makeRoom(for: drafter == nil ? 1 : 2)
+        if cache.count >= cache.capacity {
+            state.finish(.contextFull)
+        } else {
+            state.nextToken = token
+        }
         return text
     }
 
@@ -273,37 +293,44 @@ public final class Generator {
     static func heldBack(_ text: String, stops: [String]) -> Int { TextStream.heldBack(text, stops: stops) }
 }
 
-/// One request being generated, stepped by `Generator.step`: its sampler and the tokens it has seen, the
-/// tokens and text generated so far, why it ended, and its timings.
+/// One request being generated by a `Generator`: the prompt still to feed, its sampler and the tokens it has
+/// seen, the token to feed next, the tokens and text generated so far, why it ended, and its timings.
 public struct GenerationState {
     public let request: GenerationRequest
     var sampler: Sampler
     /// Prompt and generated tokens: what the penalties look at.
     var history: [Int]
+    /// Prompt tokens not fed yet.
+    var pendingPrompt: [Int]
+    /// The sampled token that the next pass feeds.
+    var nextToken: Int?
     /// The logits to sample the next token from.
-    var logits: [Float]
+    var logits: [Float] = []
     var text: TextStream
     public private(set) var tokens: [Int] = []
     /// Nil while generating.
     public private(set) var finishReason: FinishReason?
-    var promptTokensEvaluated: Int
-    var promptSeconds: Double
-    let generationStart = ContinuousClock.now
+    let promptTokensEvaluated: Int
+    let started = ContinuousClock.now
+    var promptSeconds = 0.0
+    var generationStart = ContinuousClock.now
     var draftedTokens = 0
     var acceptedDraftTokens = 0
     var shiftedOutTokens = 0
 
-    init(
-        request: GenerationRequest, tokenizer: Tokenizer?, logits: [Float], promptTokensEvaluated: Int,
-        promptSeconds: Double
-    ) {
+    init(request: GenerationRequest, tokenizer: Tokenizer?, pendingPrompt: [Int]) {
         self.request = request
         sampler = Sampler(request.sampling)
         history = request.promptTokens
-        self.logits = logits
+        self.pendingPrompt = pendingPrompt
+        promptTokensEvaluated = pendingPrompt.count
         text = TextStream(tokenizer: tokenizer, stops: request.stopStrings)
-        self.promptTokensEvaluated = promptTokensEvaluated
-        self.promptSeconds = promptSeconds
+    }
+
+    /// The prompt is in: generation (and its clock) starts; `maxTokens` 0 ends it here.
+    mutating func promptFinished() {
+        generationStart = ContinuousClock.now
+        promptSeconds = (generationStart - started).seconds
         if request.maxTokens <= 0 { finishReason = .length }
     }
 
@@ -334,7 +361,7 @@ public struct GenerationState {
     mutating func finish(_ reason: FinishReason) { finishReason = reason }
 
     /// Flushes what the text stream held back; call once at the end.
-    mutating func complete() -> String {
+    public mutating func complete() -> String {
         if finishReason == nil { finishReason = .length }
         return text.finish(cutAtStop: finishReason == .stopString)
     }

@@ -81,6 +81,46 @@ import WhaleTokenizer
         #expect(result.tokens == Array(full.tokens.prefix { $0 != stopToken }))
     }
 
+    /// The shape a scheduler uses: several sequences' `nextInput`s in one forward pass, each `absorb`ing its
+    /// own logits (prompt chunks of 3 beside one-token decode steps), give each sequence exactly the tokens and
+    /// text it gets alone.
+    @Test func sequencesSteppedInOneBatchEqualSingleRuns() throws {
+        let model = try ModelRegistry.load(Self.directory)
+        let tokenizer = try Tokenizer.load(Self.directory)
+        let context = ForwardContext(pool: ThreadPool(threads: 2))
+        var seeded = SamplingParameters()
+        seeded.seed = 7
+        seeded.temperature = 0.9
+        let requests = [
+            request(.greedy, maxTokens: 12),
+            GenerationRequest(promptTokens: [5, 6, 7, 8, 9, 10, 11], maxTokens: 9, sampling: seeded),
+            GenerationRequest(promptTokens: [42], maxTokens: 15, sampling: .greedy),
+        ]
+        let alone = try requests.map { try makeGenerator().generate($0) }
+        let generators = requests.map { _ in
+            Generator(model: model, tokenizer: tokenizer, context: context, contextSize: 128)
+        }
+        var states = try zip(generators, requests).map { try $0.start($1) }
+        var texts = requests.map { _ in "" }
+        while true {
+            let inputs = generators.indices.compactMap { i in
+                generators[i].nextInput(for: states[i], limit: 3).map { (i, $0) }
+            }
+            if inputs.isEmpty { break }
+            let logits = try model.forward(inputs.map(\.1), context: context)
+            for ((i, input), rows) in zip(inputs, logits) {
+                texts[i] += try generators[i].absorb(input, logits: rows, into: &states[i])
+            }
+        }
+        for i in requests.indices {
+            texts[i] += states[i].complete()
+            let result = states[i].result
+            #expect(result.tokens == alone[i].tokens)
+            #expect(result.finishReason == alone[i].finishReason)
+            #expect(texts[i] == alone[i].text && result.text == alone[i].text)
+        }
+    }
+
     @Test func heldBackProtectsPartialStops() {
         #expect(Generator.heldBack("hello wor", stops: ["world"]) == 3)
         #expect(Generator.heldBack("hello", stops: ["xyz"]) == 0)
