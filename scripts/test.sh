@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-models.sh all > /dev/null
 scripts/fetch-tokenizers.sh all > /dev/null
+# The tap tests run scripts/diff-taps.py, which needs numpy.
+python3 -c "import numpy" 2> /dev/null || python3 -m pip install --quiet "numpy==2.4.6"
 swift format lint --strict --configuration .swift-format --recursive Sources Tests Package.swift
 export WHALE_REQUIRE_MODELS=1
 swift test "$@"

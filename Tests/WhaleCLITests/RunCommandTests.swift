@@ -120,6 +120,38 @@ import WhaleCore
         #expect(taps.contains { $0["name"]?.string == "result_output" && $0["layer"] == .null })
     }
 
+    /// Taps against llama.cpp's (scripts/make-tap-fixtures.sh: llama-dump-taps on the same GGUF, f32 cache):
+    /// with an f32 cache every tap agrees within 1e-4 according to scripts/diff-taps.py; with the f16 cache
+    /// (GGUF's default) the differ names where the rounding first shows.
+    @Test(arguments: ["deepseek/v3-sigmoid-noaux", "tiny-llama"])
+    func tapsEqualLlamaCpp(model: String) throws {
+        let fixture = Whale.packageRoot.appendingPathComponent("Tests/WhaleModelsTests/Fixtures/" + model).path
+        let reference = fixture + "/taps-llamacpp"
+        let data = try Data(contentsOf: URL(fileURLWithPath: reference + "/manifest.json"))
+        let manifest = try #require(try data.withUnsafeBytes { try JSONValue.parse($0) }.object)
+        let ids = (manifest["tokens"]?.array ?? []).compactMap { $0.integer }.map(String.init).joined(separator: ",")
+        let directory = NSTemporaryDirectory() + "whale-taps-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        func diff(cacheType: String) throws -> Whale.Result {
+            try? FileManager.default.removeItem(atPath: directory)
+            let dump = try Whale.run(
+                [
+                    "score", fixture + "/model-f32.gguf", "--tokens", ids, "--cache-type", cacheType, "--dump-taps",
+                    directory,
+                ])
+            #expect(dump.status == 0, "\(dump.stderr)")
+            let script = Whale.packageRoot.appendingPathComponent("scripts/diff-taps.py").path
+            return try Whale.run(
+                ["python3", script, directory, reference, "--tolerance", "1e-4"], executable: "/usr/bin/env")
+        }
+        let exact = try diff(cacheType: "f32")
+        #expect(exact.status == 0 && exact.stdout.contains("no divergence"), "\(exact.stdout)\(exact.stderr)")
+        #expect(exact.stdout.contains("0 missing in B"), "\(exact.stdout)")
+        let rounded = try diff(cacheType: "f16")
+        #expect(
+            rounded.status == 1 && rounded.stdout.contains("first divergence:"), "\(rounded.stdout)\(rounded.stderr)")
+    }
+
     @Test(arguments: ["run", "score", "perplexity", "chat"])
     func helpSnapshot(command: String) throws {
         let result = try Whale.run([command, "--help"])
