@@ -16,6 +16,40 @@ let kernelFlags: [SwiftSetting] = [
 ]
 let releaseFlags: [SwiftSetting] = [.unsafeFlags(cpuFlags, .when(configuration: .release))]
 
+/// `whale serve` is built on Hummingbird 2, whose current release (and swift-log, swift-metrics,
+/// swift-prometheus) needs Swift 6.2 tools. Older compilers (Debian's Swift 6.0.3 on a Raspberry Pi) build
+/// everything else; `whale` then has no `serve` command (README, "Serving").
+#if compiler(>=6.2)
+    let serverPackages: [Package.Dependency] = [
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+    ]
+    let serverTargets: [Target] = [
+        .target(
+            name: "WhaleServer",
+            dependencies: [
+                "WhaleCore", "WhaleKernels", "WhaleModels", "WhaleTokenizer", "WhaleEngine",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ], swiftSettings: releaseFlags),
+        .testTarget(
+            name: "WhaleServerTests",
+            dependencies: [
+                "WhaleCore", "WhaleKernels", "WhaleModels", "WhaleTokenizer", "WhaleEngine", "WhaleServer",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]),
+    ]
+    let serverProducts: [Target.Dependency] = ["WhaleServer"]
+#else
+    let serverPackages: [Package.Dependency] = []
+    let serverTargets: [Target] = []
+    let serverProducts: [Target.Dependency] = []
+#endif
+
 let package = Package(
     name: "BlueWhale",
     platforms: [.macOS(.v15)],
@@ -27,7 +61,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
-    ],
+    ] + serverPackages,
     targets: [
         .target(name: "WhaleCore", swiftSettings: releaseFlags),
         .target(name: "WhaleFormats", dependencies: ["WhaleCore"], swiftSettings: releaseFlags),
@@ -47,7 +81,7 @@ let package = Package(
             dependencies: [
                 "WhaleCore", "WhaleFormats", "WhaleKernels", "WhaleTokenizer", "WhaleModels", "WhaleEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ], swiftSettings: releaseFlags),
+            ] + serverProducts, swiftSettings: releaseFlags),
         .testTarget(name: "WhaleCoreTests", dependencies: ["WhaleCore"]),
         .testTarget(
             name: "WhaleFormatsTests", dependencies: ["WhaleCore", "WhaleFormats", "WhaleKernels"],
@@ -67,5 +101,5 @@ let package = Package(
         .testTarget(
             name: "WhaleKernelsTests", dependencies: ["WhaleCore", "WhaleKernels"],
             resources: [.copy("Fixtures")]),
-    ]
+    ] + serverTargets
 )

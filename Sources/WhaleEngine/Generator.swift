@@ -335,6 +335,8 @@ public struct GenerationState {
     }
 
     public var isFinished: Bool { finishReason != nil }
+    /// Whether prompt tokens are still to be fed.
+    public var isPrompting: Bool { !pendingPrompt.isEmpty }
 
     /// The next token from `logits`.
     mutating func sample() -> Int { sampler.sample(logits, history: history) }
@@ -358,7 +360,7 @@ public struct GenerationState {
     }
 
     /// Ends the generation early (cancelled, context full).
-    mutating func finish(_ reason: FinishReason) { finishReason = reason }
+    public mutating func finish(_ reason: FinishReason) { finishReason = reason }
 
     /// Flushes what the text stream held back; call once at the end.
     public mutating func complete() -> String {

@@ -13,7 +13,7 @@ struct Whale: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "whale",
         abstract: "BlueWhale: run DeepSeek-family language models on a CPU.",
-        subcommands: [
+        subcommands: servingCommands + [
             Run.self, Chat.self, Score.self, Perplexity.self, Inspect.self, Tokenize.self, Detokenize.self,
             ChatTemplateCommand.self,
         ])
@@ -45,3 +45,10 @@ private func writeBytes(_ fd: Int32, _ bytes: UnsafeRawPointer?, _ count: Int) -
         Darwin.write(fd, bytes, count)
     #endif
 }
+
+/// `serve` when the server is built (Swift 6.2 and newer; see Package.swift).
+#if canImport(WhaleServer)
+    let servingCommands: [any ParsableCommand.Type] = [Serve.self]
+#else
+    let servingCommands: [any ParsableCommand.Type] = []
+#endif

@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""End-to-end test of `whale serve` with the official `openai` Python client (what users point at it).
+
+Starts `whale serve MODEL` on 127.0.0.1 (a free port), then checks, against the same model run by `whale run`
+and `whale score`:
+  - plain and streamed chat give the same text at temperature 0, equal to `whale run --chat --temp 0`;
+  - logprobs / top_logprobs, stop strings, max_tokens (finish_reason length), n = 2, usage and cached tokens;
+  - /v1/completions with echo + logprobs and max_tokens 0 equals `whale score`'s log-probabilities;
+  - 8 concurrent streams each equal to the same request alone (batch invariance);
+  - a client that disconnects mid-stream, then normal service;
+  - the API key (401 without it), malformed requests (400 naming the parameter), an oversized prompt;
+  - the server's memory stays flat over 250 requests.
+Usage: scripts/test-serve.py WHALE_BINARY MODEL.  Needs `pip install openai`. Prints 'N passed, N failed'.
+"""
+import concurrent.futures
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import openai
+
+WHALE, MODEL = sys.argv[1], sys.argv[2]
+KEY = "test-key-123"
+passed = failed = 0
+
+
+def check(name, condition, detail=""):
+    global passed, failed
+    if condition:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failed += 1
+        print(f"FAIL {name} {detail}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def raw(port, path, body, key=KEY):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+port = free_port()
+server = subprocess.Popen(
+    [WHALE, "serve", MODEL, "--port", str(port), "--parallel", "8", "--ctx", "1024", "--api-key", KEY],
+    stderr=subprocess.PIPE, text=True)
+try:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except Exception:
+            time.sleep(0.3)
+    else:
+        raise SystemExit("whale serve did not come up: " + (server.stderr.read() if server.poll() is not None else ""))
+
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0, timeout=120)
+    question = "What is the capital of France? Answer in one sentence."
+    messages = [{"role": "user", "content": question}]
+
+    # Plain chat equals `whale run --chat --temp 0`.
+    reply = client.chat.completions.create(model="m", messages=messages, temperature=0, max_tokens=40)
+    run = subprocess.run([WHALE, "run", MODEL, "--chat", "-p", question, "--temp", "0", "-n", "40", "--json"],
+                         capture_output=True, text=True, check=True)
+    expected = json.loads(run.stdout)
+    check("chat equals whale run --chat", reply.choices[0].message.content == expected["text"],
+          repr((reply.choices[0].message.content, expected["text"])))
+    check("chat usage", reply.usage.completion_tokens == len(expected["tokens"])
+          and reply.usage.prompt_tokens == len(expected["prompt_tokens"]), str(reply.usage))
+    check("chat finish_reason", reply.choices[0].finish_reason in ("stop", "length"))
+
+    # Streamed chat gives the same text; include_usage adds a usage chunk.
+    pieces, finish, usage = [], None, None
+    for chunk in client.chat.completions.create(model="m", messages=messages, temperature=0, max_tokens=40,
+                                                stream=True, stream_options={"include_usage": True}):
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            pieces.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+    check("streamed chat equals plain", "".join(pieces) == reply.choices[0].message.content)
+    check("stream usage chunk", usage is not None and usage.completion_tokens == reply.usage.completion_tokens)
+    check("cached prompt tokens reported", usage is not None and usage.prompt_tokens_details.cached_tokens > 0,
+          str(usage))
+
+    # Logprobs.
+    lp = client.chat.completions.create(model="m", messages=messages, temperature=0, max_tokens=5, logprobs=True,
+                                        top_logprobs=3)
+    content = lp.choices[0].logprobs.content
+    check("logprobs per token", len(content) == lp.usage.completion_tokens and all(len(t.top_logprobs) == 3 for t in content))
+    check("greedy token is the top logprob", all(abs(t.logprob - t.top_logprobs[0].logprob) < 1e-6 for t in content))
+
+    # Length and stop.
+    short = client.chat.completions.create(model="m", messages=messages, temperature=0, max_tokens=3)
+    check("max_tokens gives finish_reason length", short.choices[0].finish_reason == "length"
+          and short.usage.completion_tokens == 3)
+    full = reply.choices[0].message.content
+    if len(full) > 8:
+        stop = full[4:8]
+        stopped = client.chat.completions.create(model="m", messages=messages, temperature=0, max_tokens=40, stop=[stop])
+        check("stop string cuts the text", stopped.choices[0].message.content == full[:full.index(stop)]
+              and stopped.choices[0].finish_reason == "stop", repr(stopped.choices[0].message.content))
+
+    # n = 2 with a seed: two choices, reproducible.
+    two = client.chat.completions.create(model="m", messages=messages, temperature=1.0, max_tokens=12, n=2, seed=5)
+    again = client.chat.completions.create(model="m", messages=messages, temperature=1.0, max_tokens=12, n=2, seed=5)
+    check("n = 2", len(two.choices) == 2 and [c.index for c in two.choices] == [0, 1])
+    check("seeded choices repeat", [c.message.content for c in two.choices] == [c.message.content for c in again.choices])
+
+    # Completions: echo + logprobs with max_tokens 0 equals whale score.
+    text = "The capital of France is Paris."
+    echo = client.completions.create(model="m", prompt=text, max_tokens=0, echo=True, logprobs=1)
+    score = json.loads(subprocess.run([WHALE, "score", MODEL, "--text", text, "--json", "--top", "1"],
+                                      capture_output=True, text=True, check=True).stdout)
+    lps = echo.choices[0].logprobs.token_logprobs
+    check("echo logprobs count", len(lps) == len(score["logprobs"]), f"{len(lps)} vs {len(score['logprobs'])}")
+    check("echo logprobs equal whale score",
+          lps[0] is None and all(abs(a - b) < 1e-4 for a, b in zip(lps[1:], score["logprobs"][1:])))
+    check("echo text", echo.choices[0].text.endswith("Paris."), repr(echo.choices[0].text))
+    completion = client.completions.create(model="m", prompt=[1, 2, 3, 4], max_tokens=6, temperature=0)
+    check("completion from token ids", completion.usage.prompt_tokens == 4 and completion.usage.completion_tokens <= 6)
+
+    # Eight concurrent streams, each equal to its own run alone.
+    prompts = [f"Count to {i} and then say a color." for i in range(3, 11)]
+
+    def alone(p):
+        r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": p}], temperature=0,
+                                           max_tokens=24)
+        return r.choices[0].message.content
+
+    def streamed(p):
+        out = []
+        for chunk in client.chat.completions.create(model="m", messages=[{"role": "user", "content": p}],
+                                                    temperature=0, max_tokens=24, stream=True):
+            for choice in chunk.choices:
+                out.append(choice.delta.content or "")
+        return "".join(out)
+
+    singles = [alone(p) for p in prompts]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(streamed, prompts))
+    check("8 concurrent streams equal single runs", together == singles,
+          str([i for i, (a, b) in enumerate(zip(together, singles)) if a != b]))
+
+    # A client that disconnects mid-stream; the server goes on serving.
+    stream = client.chat.completions.create(model="m", messages=messages, temperature=0, max_tokens=200, stream=True)
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    after = client.chat.completions.create(model="m", messages=messages, temperature=0, max_tokens=40)
+    check("service after a disconnect", after.choices[0].message.content == reply.choices[0].message.content)
+
+    # API key, malformed input, oversized prompt.
+    status, body = raw(port, "/v1/models", None, key=None)
+    check("401 without the API key", status == 401 and body["error"]["code"] == "invalid_api_key", str(body))
+    status, body = raw(port, "/v1/models", None)
+    check("models with the key", status == 200 and body["data"][0]["object"] == "model")
+    status, _ = raw(port, "/health", None, key=None)
+    check("health stays open", status == 200)
+    bad = [
+        ({"model": "m", "messages": []}, "messages"),
+        ({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"model": "m", "messages": messages, "temperature": -1}, "temperature"),
+        ({"model": "m", "messages": messages, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"model": "m", "messages": messages, "n": 99}, "n"),
+        ({"model": "m", "messages": messages, "tools": [{"type": "function"}]}, "tools"),
+        ({"model": "m", "messages": "hello"}, "messages"),
+    ]
+    for payload, param in bad:
+        status, body = raw(port, "/v1/chat/completions", payload)
+        check(f"400 names {param}", status == 400 and body.get("error", {}).get("param") == param, f"{status} {body}")
+    status, body = raw(port, "/v1/chat/completions", {"model": "m", "messages": [
+        {"role": "user", "content": "word " * 2000}]})
+    check("oversized prompt: context_length_exceeded", status == 400
+          and body["error"]["code"] == "context_length_exceeded", str(body)[:200])
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=b"{not json",
+                                     headers={"Authorization": f"Bearer {KEY}"})
+    try:
+        urllib.request.urlopen(request)
+        check("400 for bad JSON", False)
+    except urllib.error.HTTPError as error:
+        check("400 for bad JSON", error.code == 400)
+
+    # Memory stays flat over 250 requests.
+    start = rss_kib(server.pid)
+    for i in range(250):
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": f"Say {i}."}],
+                                       temperature=0, max_tokens=2)
+    end = rss_kib(server.pid)
+    check("RSS stable over 250 requests", end - start < 20 * 1024, f"{start} -> {end} KiB")
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    check("metrics", "whale_requests_total" in metrics and "whale_time_to_first_token_seconds" in metrics)
+finally:
+    server.terminate()
+    try:
+        code = server.wait(timeout=30)
+        check("SIGTERM: exit 0", code == 0, f"exit {code}")
+    except subprocess.TimeoutExpired:
+        server.kill()
+        check("SIGTERM: exit 0", False, "did not exit")
+
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
