@@ -7,9 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-models.sh all > /dev/null
 scripts/fetch-tokenizers.sh all > /dev/null
-# The tap tests run scripts/diff-taps.py, which needs numpy.
+# The tap tests run scripts/diff-taps.py, which needs numpy; the server test drives whale serve with the
+# official openai client.
 python3 -c "import numpy" 2> /dev/null || python3 -m pip install --quiet "numpy==2.4.6"
+python3 -c "import openai" 2> /dev/null || python3 -m pip install --quiet "openai==3.57.0"
 swift format lint --strict --configuration .swift-format --recursive Sources Tests Package.swift
 export WHALE_REQUIRE_MODELS=1
 swift test "$@"
 swift test -c release -Xswiftc -enable-testing --filter "SmolLM2|PerplexityTests" "$@"
+# whale serve end to end with the openai client, on the release binary the step above built.
+[[ -x .build/release/whale ]] || swift build -c release --product whale
+python3 scripts/test-serve.py .build/release/whale models/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -12,7 +12,8 @@ public struct APIError: Error, Sendable {
     public init(status: Int = 400, _ message: String, type: String? = nil, param: String? = nil, code: String? = nil) {
         statusCode = status
         self.message = message
-        self.type = type ?? (status == 401 ? "authentication_error" : status >= 500 ? "server_error" : "invalid_request_error")
+        self.type =
+            type ?? (status == 401 ? "authentication_error" : status >= 500 ? "server_error" : "invalid_request_error")
         self.param = param
         self.code = code
     }
@@ -35,7 +36,8 @@ public struct APIError: Error, Sendable {
             JSONObject([
                 "error": .object(
                     JSONObject([
-                        "message": .string(message), "type": .string(type), "param": param.map(JSONValue.string) ?? .null,
+                        "message": .string(message), "type": .string(type),
+                        "param": param.map(JSONValue.string) ?? .null,
                         "code": code.map(JSONValue.string) ?? .null,
                     ]))
             ]))

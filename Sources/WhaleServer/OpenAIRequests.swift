@@ -60,14 +60,17 @@ struct RequestFields {
             throw APIError.invalid(key, "'\(key)' must be an integer")
         }
         guard range.contains(int) else {
-            throw APIError.invalid(key, "'\(key)' must be between \(range.lowerBound) and \(range.upperBound), got \(int)")
+            throw APIError.invalid(
+                key, "'\(key)' must be between \(range.lowerBound) and \(range.upperBound), got \(int)")
         }
         return int
     }
 
     func double(_ key: String, in range: ClosedRange<Double>, openBelow: Bool = false) throws -> Double? {
         guard let value = value(key) else { return nil }
-        guard let double = value.double, double.isFinite else { throw APIError.invalid(key, "'\(key)' must be a number") }
+        guard let double = value.double, double.isFinite else {
+            throw APIError.invalid(key, "'\(key)' must be a number")
+        }
         guard range.contains(double), !(openBelow && double == range.lowerBound) else {
             let low = openBelow ? "more than \(range.lowerBound)" : "at least \(range.lowerBound)"
             throw APIError.invalid(key, "'\(key)' must be \(low) and at most \(range.upperBound), got \(double)")
@@ -194,7 +197,8 @@ extension ChatCompletionRequest {
         return try parts.enumerated().map { i, part in
             guard let object = part.object, object["type"]?.string == "text", let text = object["text"]?.string else {
                 throw APIError.invalid(
-                    "\(param).content[\(i)]", "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported")
+                    "\(param).content[\(i)]",
+                    "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported")
             }
             return text
         }.joined()
@@ -210,7 +214,9 @@ extension CompletionRequest {
 
     init(_ fields: RequestFields) throws {
         try fields.refuseUnknown(Self.known)
-        if let best = try fields.int("best_of", in: 0...Int(Int32.max)), best != 1 { throw APIError.unsupported("best_of") }
+        if let best = try fields.int("best_of", in: 0...Int(Int32.max)), best != 1 {
+            throw APIError.unsupported("best_of")
+        }
         settings = try fields.settings(maxTokensKeys: ["max_tokens"], logprobs: try fields.int("logprobs", in: 0...20))
         if settings.maxTokens == nil { settings.maxTokens = 16 }  // OpenAI's default for completions
         echo = try fields.bool("echo") ?? false
@@ -225,7 +231,8 @@ extension CompletionRequest {
             prompts = [.tokens(tokens)]
         } else if let list = prompt.array, !list.isEmpty, list.allSatisfy({ $0.string != nil }) {
             prompts = list.compactMap(\.string).map { .text($0) }
-        } else if let list = prompt.array, !list.isEmpty, let batches = Optional(list.compactMap { $0.array.flatMap(ids) }),
+        } else if let list = prompt.array, !list.isEmpty,
+            let batches = Optional(list.compactMap { $0.array.flatMap(ids) }),
             batches.count == list.count
         {
             prompts = batches.map { .tokens($0) }

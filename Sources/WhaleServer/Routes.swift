@@ -1,7 +1,7 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import ServiceLifecycle
-import HTTPTypes
 import WhaleCore
 import WhaleEngine
 import WhaleTokenizer
@@ -113,7 +113,9 @@ extension InferenceService {
         return sse { [self] send in
             for index in 0..<settings.n {
                 try await send(
-                    chatChunk(id: id, index: index, delta: JSONObject(["role": .string("assistant"), "content": .string("")])))
+                    chatChunk(
+                        id: id, index: index, delta: JSONObject(["role": .string("assistant"), "content": .string("")]))
+                )
             }
             var results: [GenerationResult] = []
             for await (index, event) in events {
@@ -122,7 +124,8 @@ extension InferenceService {
                     let logprobs = settings.logprobs == nil || tokens.isEmpty ? JSONValue.null : chatLogprobs(tokens)
                     if text.isEmpty && logprobs == .null { continue }
                     try await send(
-                        chatChunk(id: id, index: index, delta: JSONObject(["content": .string(text)]), logprobs: logprobs))
+                        chatChunk(
+                            id: id, index: index, delta: JSONObject(["content": .string(text)]), logprobs: logprobs))
                 case .finished(let result):
                     results.append(result)
                     try await send(chatChunk(id: id, index: index, delta: JSONObject(), finish: finishReason(result)))
@@ -162,11 +165,13 @@ extension InferenceService {
                         let logprobs =
                             settings.logprobs == nil || tokens.isEmpty
                             ? JSONValue.null : completionLogprobs(tokens, startOffset: 0, firstIsUnscored: false)
-                        try await send(completionChunk(id: id, index: index, text: text, logprobs: logprobs, finish: nil))
+                        try await send(
+                            completionChunk(id: id, index: index, text: text, logprobs: logprobs, finish: nil))
                     case .finished(let result):
                         results.append(result)
                         try await send(
-                            completionChunk(id: id, index: index, text: "", logprobs: .null, finish: finishReason(result)))
+                            completionChunk(
+                                id: id, index: index, text: "", logprobs: .null, finish: finishReason(result)))
                     case .failed(let error):
                         try await send(APIError(status: 500, error.description, type: "server_error").body)
                     }
@@ -189,7 +194,9 @@ extension InferenceService {
         for (p, prompt) in prompts.enumerated() {
             promptTokens += prompt.count
             let echoText = request.echo ? (try? tokenizer.decode(prompt)) ?? "" : ""
-            let scored = request.echo && settings.logprobs != nil ? try await scorePrompt(prompt, top: settings.logprobs ?? 0) : []
+            let scored =
+                request.echo && settings.logprobs != nil
+                ? try await scorePrompt(prompt, top: settings.logprobs ?? 0) : []
             let results: [ChoiceResult]
             if settings.maxTokens == 0 {
                 // Nothing to generate: the prompt alone (how lm-evaluation-harness scores log-likelihoods).
@@ -250,7 +257,8 @@ extension InferenceService {
 func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
     var headers = HTTPFields()
     headers[.contentType] = "application/json"
-    return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: value.serialized())))
+    return Response(
+        status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: value.serialized())))
 }
 
 /// A server-sent-events response: `body` sends `data: JSON` events; `data: [DONE]` ends it. A client that goes

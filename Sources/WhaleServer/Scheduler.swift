@@ -140,7 +140,8 @@ public final class Scheduler: @unchecked Sendable {
         guard !stopping else {
             throw WhaleError(.invalidArgument, field: "server", "the server is shutting down", hint: "retry later")
         }
-        guard queue.count < configuration.maxQueue else {
+        // Requests beyond the free slots wait; at most maxQueue of them.
+        guard queue.count < configuration.maxQueue + max(0, slots.count - active) else {
             throw WhaleError(
                 .tooLarge, field: "queue", "\(queue.count) requests are already waiting",
                 hint: "retry after a moment")
@@ -321,7 +322,8 @@ public final class Scheduler: @unchecked Sendable {
                 Ops.logSoftmax(input.baseAddress!, count: logits.count, output: $0.baseAddress!)
             }
         }
-        let best = top > 0 ? row.indices.sorted { (row[$0], -$0) > (row[$1], -$1) }.prefix(top).map { ($0, row[$0]) } : []
+        let best =
+            top > 0 ? row.indices.sorted { (row[$0], -$0) > (row[$1], -$1) }.prefix(top).map { ($0, row[$0]) } : []
         return TokenChoice(id: token, logprob: row[token], top: best)
     }
 

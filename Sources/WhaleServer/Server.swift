@@ -88,7 +88,8 @@ public final class InferenceService: Sendable {
         }
         guard !prompt.isEmpty else { throw APIError.invalid(param, "the prompt is empty") }
         if let bad = prompt.first(where: { $0 < 0 || $0 >= scheduler.model.vocabularySize }) {
-            throw APIError.invalid(param, "token id \(bad) is outside the vocabulary (0..<\(scheduler.model.vocabularySize))")
+            throw APIError.invalid(
+                param, "token id \(bad) is outside the vocabulary (0..<\(scheduler.model.vocabularySize))")
         }
         // max_tokens is capped by what the context has left.
         let room = context - prompt.count
@@ -148,7 +149,9 @@ public final class InferenceService: Sendable {
             case .failed(let error): results[index].error = error
             }
         }
-        if let error = results.compactMap(\.error).first { throw APIError(status: 500, error.description, type: "server_error") }
+        if let error = results.compactMap(\.error).first {
+            throw APIError(status: 500, error.description, type: "server_error")
+        }
         return results
     }
 
@@ -250,7 +253,9 @@ public final class InferenceService: Sendable {
             JSONObject([
                 "tokens": .array(pieces),
                 "token_logprobs": .array(
-                    tokens.enumerated().map { i, t in i == 0 && firstIsUnscored ? .null : t.logprob.map(JSONValue.number) ?? .null }
+                    tokens.enumerated().map { i, t in
+                        i == 0 && firstIsUnscored ? .null : t.logprob.map(JSONValue.number) ?? .null
+                    }
                 ),
                 "top_logprobs": .array(
                     tokens.enumerated().map { i, t in

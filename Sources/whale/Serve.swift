@@ -69,7 +69,8 @@
                     model: model, tokenizer: tokenizer, pool: context.pool,
                     configuration: .init(parallel: parallel, contextSize: contextSize, maxQueue: maxQueue))
                 let name = alias ?? URL(fileURLWithPath: modelOptions.model).lastPathComponent
-                let key = apiKey ?? ProcessInfo.processInfo.environment["WHALE_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+                let key =
+                    apiKey ?? ProcessInfo.processInfo.environment["WHALE_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
                 var logger = Logger(label: "whale.serve")
                 logger.logLevel = .info
                 let service = InferenceService(

@@ -13,9 +13,8 @@ struct Whale: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "whale",
         abstract: "BlueWhale: run DeepSeek-family language models on a CPU.",
-        subcommands: servingCommands + [
-            Run.self, Chat.self, Score.self, Perplexity.self, Inspect.self, Tokenize.self, Detokenize.self,
-            ChatTemplateCommand.self,
+        subcommands: [Run.self, Chat.self] + servingCommands + [
+            Score.self, Perplexity.self, Inspect.self, Tokenize.self, Detokenize.self, ChatTemplateCommand.self,
         ])
 }
 
