@@ -5,9 +5,18 @@ import PackageDescription
 /// Release builds need these for the kernels to reach memory bandwidth (see README, "Fast builds").
 /// On x86-64 the baseline is Haswell (AVX2, FMA, F16C: every x86 server and desktop since ~2015); without
 /// it half-precision conversion and fused multiply-add become library calls, several times slower.
-/// Build with `-Xswiftc -target-cpu -Xswiftc native` to use everything the build machine has (AVX-512, VNNI).
+/// Build with `-Xswiftc -target-cpu -Xswiftc native` to use everything the build machine has (AVX-512, VNNI);
+/// with Swift 6.0, `-Xswiftc -Xcc -Xswiftc -march=native`.
 #if arch(x86_64)
-    let cpuFlags = ["-target-cpu", "haswell"]
+    #if compiler(>=6.1)
+        let cpuFlags = ["-target-cpu", "haswell"]
+    #else
+        /// Swift 6.0 (Debian trixie's `swiftlang` 6.0.3) turns `-target-cpu` into clang's `-mcpu=`, which clang
+        /// rejects on x86-64 ("unsupported option '-mcpu=' for target 'x86_64-pc-linux-gnu'"), failing every
+        /// file. Swift's code generation takes its CPU and features from the clang importer's target, so
+        /// setting the CPU there gives the same Haswell code (ymm, vfmadd, vcvtph2ps; no fmaf calls).
+        let cpuFlags = ["-Xcc", "-march=haswell"]
+    #endif
 #else
     let cpuFlags: [String] = []
 #endif
