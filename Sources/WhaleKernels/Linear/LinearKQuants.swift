@@ -152,11 +152,14 @@ enum KQuantKernels {
                     let low = quarter & 1 == 0 ? low0 : low1
                     let nibble = UInt16(4 &* (quarter &>> 1))
                     let shift = UInt16(2 &* quarter)
-                    let even = unsafeBitCast(
-                        ((low &>> nibble) & 0x000F) | (((high &>> shift) & 0x0003) &<< 4), to: SIMD16<Int16>.self)
-                    let odd = unsafeBitCast(
-                        ((low &>> (nibble &+ 8)) & 0x000F) | (((high &>> (shift &+ 8)) & 0x0003) &<< 4),
-                        to: SIMD16<Int16>.self)
+                    // Sub-expressions with explicit types: as one expression each, Swift 6.0's type checker gives
+                    // up on these (Debian's swiftlang 6.0.3, the Raspberry Pi compiler).
+                    let evenLow: SIMD16<UInt16> = (low &>> nibble) & 0x000F
+                    let evenHigh: SIMD16<UInt16> = ((high &>> shift) & 0x0003) &<< 4
+                    let even = unsafeBitCast(evenLow | evenHigh, to: SIMD16<Int16>.self)
+                    let oddLow: SIMD16<UInt16> = (low &>> (nibble &+ 8)) & 0x000F
+                    let oddHigh: SIMD16<UInt16> = ((high &>> (shift &+ 8)) & 0x0003) &<< 4
+                    let odd = unsafeBitCast(oddLow | oddHigh, to: SIMD16<Int16>.self)
                     let group = 8 &* half &+ 2 &* quarter
                     let scale = SIMD8<Int32>(
                         lowHalf: SIMD4(repeating: Int32(block.load(fromByteOffset: 192 &+ group, as: Int8.self))),
