@@ -48,7 +48,8 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     }
 
     public mutating func next() -> UInt64 {
-        let result = ((state.1 &* 5) << 7 | (state.1 &* 5) >> 57) &* 9
+        let times5: UInt64 = state.1 &* 5
+        let result: UInt64 = (times5 << 7 | times5 >> 57) &* 9
         let t = state.1 << 17
         state.2 ^= state.0
         state.3 ^= state.1

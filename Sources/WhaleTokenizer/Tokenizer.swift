@@ -185,19 +185,22 @@ public final class Tokenizer: Sendable {
 
 @inline(__always)
 func appendUTF8(_ value: UInt32, to bytes: inout [UInt8]) {
+    // Each byte computed as a UInt32 first: Swift 6.0's type checker takes ~100 ms per `UInt8(0x80 | …)` if
+    // it has to find the operand type itself.
+    @inline(__always) func append(_ byte: UInt32) { bytes.append(UInt8(byte)) }
     switch value {
-    case 0..<0x80: bytes.append(UInt8(value))
+    case 0..<0x80: append(value)
     case 0x80..<0x800:
-        bytes.append(UInt8(0xC0 | value >> 6))
-        bytes.append(UInt8(0x80 | value & 0x3F))
+        append(0xC0 | value >> 6)
+        append(0x80 | value & 0x3F)
     case 0x800..<0x10000:
-        bytes.append(UInt8(0xE0 | value >> 12))
-        bytes.append(UInt8(0x80 | value >> 6 & 0x3F))
-        bytes.append(UInt8(0x80 | value & 0x3F))
+        append(0xE0 | value >> 12)
+        append(0x80 | value >> 6 & 0x3F)
+        append(0x80 | value & 0x3F)
     default:
-        bytes.append(UInt8(0xF0 | value >> 18))
-        bytes.append(UInt8(0x80 | value >> 12 & 0x3F))
-        bytes.append(UInt8(0x80 | value >> 6 & 0x3F))
-        bytes.append(UInt8(0x80 | value & 0x3F))
+        append(0xF0 | value >> 18)
+        append(0x80 | value >> 12 & 0x3F)
+        append(0x80 | value >> 6 & 0x3F)
+        append(0x80 | value & 0x3F)
     }
 }

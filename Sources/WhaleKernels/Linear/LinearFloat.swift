@@ -37,12 +37,14 @@ enum F16Weights: FloatWeightFormat {
     }
     /// Half-precision bits (in the low 16 bits of each lane) → float.
     @inline(__always) static func widen(_ h: SIMD8<Int32>) -> SIMD8<Float> {
-        let magnitude = h & 0x7FFF
+        let magnitude: SIMD8<Int32> = h & 0x7FFF
         // Exponent and mantissa in float position; × 2^112 rebiases the exponent and normalizes subnormals.
-        let scaled = unsafeBitCast(magnitude &<< 13, to: SIMD8<Float>.self) * SIMD8(repeating: 0x1p112)
+        let shifted: SIMD8<Int32> = magnitude &<< 13
+        let scaled: SIMD8<Float> = unsafeBitCast(shifted, to: SIMD8<Float>.self) * SIMD8<Float>(repeating: 0x1p112)
         // Infinity / NaN (magnitude > 0x7BFF): force the float exponent to all ones.
-        let infinityOrNaN = ((0x7BFF &- magnitude) &>> 31) & 0x7F80_0000
-        let bits = unsafeBitCast(scaled, to: SIMD8<Int32>.self) | infinityOrNaN | (h & 0x8000) &<< 16
+        let infinityOrNaN: SIMD8<Int32> = ((0x7BFF &- magnitude) &>> 31) & 0x7F80_0000
+        let sign: SIMD8<Int32> = (h & 0x8000) &<< 16
+        let bits: SIMD8<Int32> = unsafeBitCast(scaled, to: SIMD8<Int32>.self) | infinityOrNaN | sign
         return unsafeBitCast(bits, to: SIMD8<Float>.self)
     }
     @inline(__always) static func load1(_ p: UnsafeRawPointer) -> Float {

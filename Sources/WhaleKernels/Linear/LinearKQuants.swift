@@ -52,23 +52,28 @@ enum KQuantKernels {
             var i2 = SIMD8<Int32>()
             var i3 = SIMD8<Int32>()
             for chunk in 0..<4 {
-                let codes = (block + (16 &+ 32 &* chunk)).loadUnaligned(as: SIMD16<UInt16>.self)
+                let codesOffset: Int = 16 &+ 32 &* chunk
+                let codes = (block + codesOffset).loadUnaligned(as: SIMD16<UInt16>.self)
                 let c0 = unsafeBitCast(codes & 0x000F, to: SIMD16<Int16>.self)
                 let c1 = unsafeBitCast((codes &>> 4) & 0x000F, to: SIMD16<Int16>.self)
                 let c2 = unsafeBitCast((codes &>> 8) & 0x000F, to: SIMD16<Int16>.self)
                 let c3 = unsafeBitCast(codes &>> 12, to: SIMD16<Int16>.self)
-                let low = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: (scales &>> UInt64(16 &* chunk)) & 0xFF))
-                let high = SIMD8<Int32>(
-                    repeating: Int32(truncatingIfNeeded: (scales &>> UInt64(16 &* chunk &+ 8)) & 0xFF))
+                let lowShift: Int = 16 &* chunk
+                let lowScale: UInt64 = (scales &>> UInt64(lowShift)) & 0xFF
+                let highScale: UInt64 = (scales &>> UInt64(lowShift &+ 8)) & 0xFF
+                let low = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: lowScale))
+                let high = SIMD8<Int32>(repeating: Int32(truncatingIfNeeded: highScale))
                 @inline(__always) func accumulate(_ acc: inout SIMD8<Int32>, _ k: Int) {
-                    let y = x.values(token: token &+ k) + (b &* 256 &+ chunk &* 64) &* 2
-                    let lowGroup =
+                    let offset: Int = (b &* 256 &+ chunk &* 64) &* 2
+                    let y = x.values(token: token &+ k) + offset
+                    let lowGroup: SIMD16<Int16> =
                         c0 &* y.load(as: SIMD16<Int16>.self) &+ c2 &* y.load(fromByteOffset: 64, as: SIMD16<Int16>.self)
-                    let highGroup =
+                    let highGroup: SIMD16<Int16> =
                         c1 &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self)
                         &+ c3 &* y.load(fromByteOffset: 96, as: SIMD16<Int16>.self)
-                    acc &+=
-                        LegacyKernels.narrowPairSums(lowGroup) &* low &+ LegacyKernels.narrowPairSums(highGroup) &* high
+                    let lowSums: SIMD8<Int32> = LegacyKernels.narrowPairSums(lowGroup) &* low
+                    let highSums: SIMD8<Int32> = LegacyKernels.narrowPairSums(highGroup) &* high
+                    acc &+= lowSums &+ highSums
                 }
                 accumulate(&i0, 0)
                 if count > 1 { accumulate(&i1, 1) }
@@ -78,15 +83,17 @@ enum KQuantKernels {
             @inline(__always) func finish(_ acc: SIMD8<Int32>, _ k: Int) -> Float {
                 let token = token &+ k
                 let yd = x.scales(token: token).load(fromByteOffset: b &* 4, as: Float.self)
-                let groupSums = x.groupSums + (token &* x.sizes.groupsPerToken &+ b &* 16)
+                let groupOffset: Int = token &* x.sizes.groupsPerToken &+ b &* 16
+                let groupSums = x.groupSums + groupOffset
                 var minimum: Int32 = 0
                 for g in 0..<8 {
-                    minimum &+=
-                        Int32(truncatingIfNeeded: (mins &>> UInt64(8 &* g)) & 0xFF)
-                        &* (groupSums[2 &* g] &+ groupSums[2 &* g &+ 1])
+                    let shift: Int = 8 &* g
+                    let m = Int32(truncatingIfNeeded: (mins &>> UInt64(shift)) & 0xFF)
+                    let pairSum: Int32 = groupSums[2 &* g] &+ groupSums[2 &* g &+ 1]
+                    minimum &+= m &* pairSum
                 }
-                return (d * yd) * LegacyKernels.horizontalSum(LegacyKernels.wideFloat(acc))
-                    - (dmin * yd) * Float(minimum)
+                let dot: Float = LegacyKernels.horizontalSum(LegacyKernels.wideFloat(acc))
+                return (d * yd) * dot - (dmin * yd) * Float(minimum)
             }
             sums[0] += finish(i0, 0)
             if count > 1 { sums[1] += finish(i1, 1) }
@@ -144,33 +151,39 @@ enum KQuantKernels {
             var i2 = SIMD8<Int32>()
             var i3 = SIMD8<Int32>()
             for half in 0..<2 {
-                let low0 = (block + 64 &* half).loadUnaligned(as: SIMD16<UInt16>.self)
-                let low1 = (block + (64 &* half &+ 32)).loadUnaligned(as: SIMD16<UInt16>.self)
-                let high = (block + (128 &+ 32 &* half)).loadUnaligned(as: SIMD16<UInt16>.self)
+                let lowOffset: Int = 64 &* half
+                let highOffset: Int = 128 &+ 32 &* half
+                let low0 = (block + lowOffset).loadUnaligned(as: SIMD16<UInt16>.self)
+                let low1 = (block + (lowOffset &+ 32)).loadUnaligned(as: SIMD16<UInt16>.self)
+                let high = (block + highOffset).loadUnaligned(as: SIMD16<UInt16>.self)
                 for quarter in 0..<4 {
                     // Elements 32·quarter + 2k (even) and + 2k + 1 (odd) of this half, k < 16.
                     let low = quarter & 1 == 0 ? low0 : low1
-                    let nibble = UInt16(4 &* (quarter &>> 1))
+                    let nibbleBits: Int = 4 &* (quarter &>> 1)
+                    let nibble = UInt16(nibbleBits)
                     let shift = UInt16(2 &* quarter)
+                    let oddNibble: UInt16 = nibble &+ 8
+                    let oddShift: UInt16 = shift &+ 8
                     // Sub-expressions with explicit types: as one expression each, Swift 6.0's type checker gives
                     // up on these (Debian's swiftlang 6.0.3, the Raspberry Pi compiler).
                     let evenLow: SIMD16<UInt16> = (low &>> nibble) & 0x000F
                     let evenHigh: SIMD16<UInt16> = ((high &>> shift) & 0x0003) &<< 4
                     let even = unsafeBitCast(evenLow | evenHigh, to: SIMD16<Int16>.self)
-                    let oddLow: SIMD16<UInt16> = (low &>> (nibble &+ 8)) & 0x000F
-                    let oddHigh: SIMD16<UInt16> = ((high &>> (shift &+ 8)) & 0x0003) &<< 4
+                    let oddLow: SIMD16<UInt16> = (low &>> oddNibble) & 0x000F
+                    let oddHigh: SIMD16<UInt16> = ((high &>> oddShift) & 0x0003) &<< 4
                     let odd = unsafeBitCast(oddLow | oddHigh, to: SIMD16<Int16>.self)
                     let group = 8 &* half &+ 2 &* quarter
                     let scale = SIMD8<Int32>(
                         lowHalf: SIMD4(repeating: Int32(block.load(fromByteOffset: 192 &+ group, as: Int8.self))),
                         highHalf: SIMD4(repeating: Int32(block.load(fromByteOffset: 193 &+ group, as: Int8.self))))
-                    let offset = (b &* 256 &+ 128 &* half &+ 32 &* quarter) &* 2
+                    let offset: Int = (b &* 256 &+ 128 &* half &+ 32 &* quarter) &* 2
                     @inline(__always) func accumulate(_ acc: inout SIMD8<Int32>, _ k: Int) {
                         let y = x.values(token: token &+ k) + offset
-                        let p =
+                        let p: SIMD16<Int16> =
                             even &* y.load(as: SIMD16<Int16>.self) &+ odd
                             &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self)
-                        acc &+= LegacyKernels.narrowPairSums(p) &* scale
+                        let products: SIMD8<Int32> = LegacyKernels.narrowPairSums(p) &* scale
+                        acc &+= products
                     }
                     accumulate(&i0, 0)
                     if count > 1 { accumulate(&i1, 1) }
@@ -182,12 +195,15 @@ enum KQuantKernels {
             @inline(__always) func finish(_ acc: SIMD8<Int32>, _ k: Int) -> Float {
                 let token = token &+ k
                 let yd = x.scales(token: token).load(fromByteOffset: b &* 4, as: Float.self)
-                let groupSums = x.groupSums + (token &* x.sizes.groupsPerToken &+ b &* 16)
+                let groupOffset: Int = token &* x.sizes.groupsPerToken &+ b &* 16
+                let groupSums = x.groupSums + groupOffset
                 var offset: Int32 = 0
                 for g in 0..<16 {
-                    offset &+= Int32(block.load(fromByteOffset: 192 &+ g, as: Int8.self)) &* groupSums[g]
+                    let scale = Int32(block.load(fromByteOffset: 192 &+ g, as: Int8.self))
+                    offset &+= scale &* groupSums[g]
                 }
-                return (d * yd) * (LegacyKernels.horizontalSum(LegacyKernels.wideFloat(acc)) - 32 * Float(offset))
+                let dot: Float = LegacyKernels.horizontalSum(LegacyKernels.wideFloat(acc))
+                return (d * yd) * (dot - 32 * Float(offset))
             }
             sums[0] += finish(i0, 0)
             if count > 1 { sums[1] += finish(i1, 1) }

@@ -147,9 +147,9 @@ enum LegacyKernels {
         let a = w + b &* F.blockBytes
         // Byte k holds element k (low nibble) and k + 16 (high nibble); word k holds bytes 2k, 2k + 1.
         let words = (a + F.nibblesOffset).loadUnaligned(as: SIMD8<UInt16>.self)
-        let v = SIMD16(lowHalf: words, highHalf: words &>> 4)
-        var c0 = v & 0x000F
-        var c1 = (v &>> 8) & 0x000F
+        let v = SIMD16<UInt16>(lowHalf: words, highHalf: words &>> 4)
+        var c0: SIMD16<UInt16> = v & 0x000F
+        var c1: SIMD16<UInt16> = (v &>> 8) & 0x000F
         if F.hasFifthBits {
             // Bit e of qh is element e's fifth bit: lanes k < 8 read its low half, the others its high half.
             let qh = (a + (F.nibblesOffset &- 4)).loadUnaligned(as: UInt32.self)
@@ -157,8 +157,11 @@ enum LegacyKernels {
                 lowHalf: SIMD8(repeating: UInt16(truncatingIfNeeded: qh)),
                 highHalf: SIMD8(repeating: UInt16(truncatingIfNeeded: qh &>> 16)))
             let even = SIMD16<UInt16>(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14)
-            c0 |= ((halves &>> even) &<< 4) & 0x10
-            c1 |= ((halves &>> (even &+ 1)) &<< 4) & 0x10
+            let odd: SIMD16<UInt16> = even &+ 1
+            let fifth0: SIMD16<UInt16> = ((halves &>> even) &<< 4) & 0x10
+            let fifth1: SIMD16<UInt16> = ((halves &>> odd) &<< 4) & 0x10
+            c0 |= fifth0
+            c1 |= fifth1
         }
         let dm = SIMD2<Float>(unsafeBitCast(F.scaleWord(a), to: SIMD2<Float16>.self))
         let zero = SIMD16<Int16>(repeating: F.zeroPoint)
@@ -176,7 +179,7 @@ enum LegacyKernels {
         _ acc: inout SIMD8<Float>, _ summs: inout Float
     ) {
         // Two products of |code| < 32 and |q| ≤ 127 per lane, four per pair of lanes: all fit in 16 bits.
-        let products =
+        let products: SIMD16<Int16> =
             block.c0 &* y.load(as: SIMD16<Int16>.self) &+ block.c1 &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self)
         let scales = s.load(as: SIMD2<Float>.self)
         acc.addProduct(SIMD8(repeating: block.d * scales[0]), SIMD8<Float>(narrowPairSums(products)))
@@ -259,14 +262,17 @@ enum LegacyKernels {
         while b < blocks {
             let block = w + b &* 34
             let packed = (block + 2).loadUnaligned(as: SIMD16<Int16>.self)
-            let even = (packed &<< 8) &>> 8
-            let odd = packed &>> 8
+            let even: SIMD16<Int16> = (packed &<< 8) &>> 8
+            let odd: SIMD16<Int16> = packed &>> 8
             let d = Dequantize.half(block, 0)
             @inline(__always) func accumulate(_ acc: inout SIMD8<Float>, _ k: Int) {
-                let y = y0 + (k &* valueStride &+ b &* 64)
-                let lanes = pairSums(
-                    even &* y.load(as: SIMD16<Int16>.self) &+ odd &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self))
-                let scale = d * (s0 + k &* scaleStride).load(fromByteOffset: b &* 4, as: Float.self)
+                let valueOffset: Int = k &* valueStride &+ b &* 64
+                let y = y0 + valueOffset
+                let products: SIMD16<Int16> =
+                    even &* y.load(as: SIMD16<Int16>.self) &+ odd &* y.load(fromByteOffset: 32, as: SIMD16<Int16>.self)
+                let lanes = pairSums(products)
+                let scaleOffset: Int = k &* scaleStride
+                let scale = d * (s0 + scaleOffset).load(fromByteOffset: b &* 4, as: Float.self)
                 acc.addProduct(SIMD8(repeating: scale), SIMD8<Float>(lanes))
             }
             accumulate(&acc0, 0)
@@ -284,7 +290,9 @@ enum LegacyKernels {
     @inline(__always)
     static func pairSums(_ p: SIMD16<Int16>) -> SIMD8<Int32> {
         let p32 = unsafeBitCast(p, to: SIMD8<Int32>.self)
-        return ((p32 &<< 16) &>> 16) &+ (p32 &>> 16)
+        let low: SIMD8<Int32> = (p32 &<< 16) &>> 16
+        let high: SIMD8<Int32> = p32 &>> 16
+        return low &+ high
     }
 
     /// `pairSums` for lanes whose pair sums fit in 16 bits (|lo + hi| < 2¹⁵), one operation cheaper: the

@@ -120,7 +120,7 @@ enum ReferenceDot {
             for b in 0..<blocks {
                 legacyBlock(type, w + b * type.bytesPerBlock, x, block: b, lanes: &lanes, summs: &summs)
             }
-            let half = (0..<4).map { lanes[$0 + 4] + lanes[$0] }
+            let half: [Float] = (0..<4).map { (i: Int) -> Float in lanes[i + 4] + lanes[i] }
             return ((half[0] + half[2]) + (half[1] + half[3])) + summs
         case .q4_K: return q4_K(w, x, blocks: blocks)
         case .q6_K: return q6_K(w, x, blocks: blocks)
@@ -154,8 +154,10 @@ enum ReferenceDot {
             let zero: Int32 = type == .q5_0 ? 16 : 0
             for j in 0..<16 {
                 let packed = Dequantize.byte(block, qhOffset + 4 + j)
-                weights[j] = (Int32(packed & 0x0F) | Int32((qh >> UInt32(j)) & 1) << 4) - zero
-                weights[j + 16] = (Int32(packed >> 4) | Int32((qh >> UInt32(j + 16)) & 1) << 4) - zero
+                let lowBit: UInt32 = (qh >> UInt32(j)) & 1
+                let highBit: UInt32 = (qh >> UInt32(j + 16)) & 1
+                weights[j] = (Int32(packed & 0x0F) | Int32(lowBit) << 4) - zero
+                weights[j + 16] = (Int32(packed >> 4) | Int32(highBit) << 4) - zero
             }
         default: preconditionFailure(Linear.unsupportedMessage(type))
         }

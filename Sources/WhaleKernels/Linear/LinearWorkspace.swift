@@ -231,7 +231,8 @@ struct QuantizedActivations {
                             chunk[32 &+ vector &* 16 &+ lane &+ k] = Int16(truncatingIfNeeded: q[2 &* k &+ 1])
                         }
                     } else {
-                        let pairBase = v + (group &>> 1) &* 32 + (group & 1) &* 8
+                        let pairOffset: Int = (group &>> 1) &* 32 &+ (group & 1) &* 8
+                        let pairBase = v + pairOffset
                         for k in 0..<8 {
                             pairBase[k] = Int16(truncatingIfNeeded: q[2 &* k])
                             pairBase[16 &+ k] = Int16(truncatingIfNeeded: q[2 &* k &+ 1])
@@ -279,7 +280,9 @@ enum ActivationQuantizer {
     /// Lane-wise maximum of non-negative integers (a − b cannot overflow), without a select.
     @inline(__always)
     static func maximum(_ a: SIMD16<Int32>, _ b: SIMD16<Int32>) -> SIMD16<Int32> {
-        a ^ ((a ^ b) & ((a &- b) &>> 31))
+        let difference: SIMD16<Int32> = a ^ b
+        let bIsLarger: SIMD16<Int32> = (a &- b) &>> 31
+        return a ^ (difference & bIsLarger)
     }
 
     /// The largest |x| of 32 floats (amax), exactly.

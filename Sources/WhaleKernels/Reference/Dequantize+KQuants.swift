@@ -47,9 +47,12 @@ extension Dequantize {
             for group in 0..<16 {
                 // Scale bits 0–3: nibble `group / 8` of scales[group % 8]; bits 4–5: bits 2·(group / 4)
                 // of scales[8 + group % 4].
-                let low = (byte(block, 96 &+ (group & 7)) &>> UInt8((group &>> 3) &* 4)) & 0x0F
-                let high = (byte(block, 104 &+ (group & 3)) &>> UInt8((group &>> 2) &* 2)) & 0x03
-                let dl = d * Float(Int32(low | high &<< 4) &- 32)
+                let lowShift: Int = (group &>> 3) &* 4
+                let highShift: Int = (group &>> 2) &* 2
+                let low: UInt8 = (byte(block, 96 &+ (group & 7)) &>> UInt8(lowShift)) & 0x0F
+                let high: UInt8 = (byte(block, 104 &+ (group & 3)) &>> UInt8(highShift)) & 0x03
+                let scale: UInt8 = low | high &<< 4
+                let dl = d * Float(Int32(scale) &- 32)
                 let halfIndex = group &>> 3
                 let shift = UInt8((group &>> 1) & 3) &* 2
                 let qs = 32 &+ halfIndex &* 32 &+ (group & 1) &* 16

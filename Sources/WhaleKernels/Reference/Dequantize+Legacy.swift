@@ -49,8 +49,10 @@ extension Dequantize {
             let qh = UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 2, as: UInt32.self))
             for j in 0..<16 {
                 let packed = byte(block, 6 &+ j)
-                let low = Int32(packed & 0x0F) | Int32((qh &>> UInt32(j)) & 1) &<< 4
-                let high = Int32(packed &>> 4) | Int32((qh &>> UInt32(j &+ 16)) & 1) &<< 4
+                let lowBit: UInt32 = (qh &>> UInt32(j)) & 1
+                let highBit: UInt32 = (qh &>> UInt32(j &+ 16)) & 1
+                let low: Int32 = Int32(packed & 0x0F) | Int32(lowBit) &<< 4
+                let high: Int32 = Int32(packed &>> 4) | Int32(highBit) &<< 4
                 y[j] = d * Float(low &- 16)
                 y[j &+ 16] = d * Float(high &- 16)
             }
@@ -69,8 +71,10 @@ extension Dequantize {
             let qh = UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
             for j in 0..<16 {
                 let packed = byte(block, 8 &+ j)
-                let low = UInt32(packed & 0x0F) | ((qh &>> UInt32(j)) & 1) &<< 4
-                let high = UInt32(packed &>> 4) | ((qh &>> UInt32(j &+ 16)) & 1) &<< 4
+                let lowBit: UInt32 = (qh &>> UInt32(j)) & 1
+                let highBit: UInt32 = (qh &>> UInt32(j &+ 16)) & 1
+                let low: UInt32 = UInt32(packed & 0x0F) | lowBit &<< 4
+                let high: UInt32 = UInt32(packed &>> 4) | highBit &<< 4
                 y[j] = d * Float(low) + m
                 y[j &+ 16] = d * Float(high) + m
             }
