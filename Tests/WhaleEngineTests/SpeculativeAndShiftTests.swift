@@ -43,7 +43,8 @@ private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent
         let prompt = Array(1...40)
         let result = try shifting.generate(GenerationRequest(promptTokens: prompt, maxTokens: 3, sampling: .greedy))
         #expect(result.tokens.count == 3)
-        #expect(Array(shifting.cachedTokens.prefix(9)) == [1, 2] + Array(34...40))
+        let headAndTail: [Int] = [1, 2] + Array(34...40)
+        #expect(Array(shifting.cachedTokens.prefix(9)) == headAndTail)
         // Without a policy the prompt is an error naming the context.
         let strict = try generator("tiny-llama", contextSize: 16)
         #expect(throws: WhaleError.self) {

@@ -70,7 +70,8 @@ import WhaleFormats
         let header = #"{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#
         let f = try open(file(header: header, dataBytes: 16))
         #expect(f.tensors.first?.shape == [2, 2])
-        #expect(f.tensors.first?.offset == 8 + header.utf8.count)
+        let dataStart = 8 + header.utf8.count
+        #expect(f.tensors.first?.offset == dataStart)
     }
 
     @Test func headerNotJSON() {

@@ -44,7 +44,9 @@ struct OpsTests {
         for count in [1, 7, 8, 13, 64, 100] {
             let scores = (0..<count).map { _ -> Float in
                 state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-                return Float(state >> 40) / Float(1 << 24) * 40 - 20
+                let high: UInt64 = state >> 40
+                let unit: Float = Float(high) / Float(1 << 24)
+                return unit * 40 - 20
             }
             var plain = scores
             Ops.softmax(&plain, count: count)
@@ -54,7 +56,8 @@ struct OpsTests {
             Ops.softmaxX86(&x86, count: padded)
             for i in 0..<count { #expect(abs(x86[i] - plain[i]) <= 1e-6, "count \(count) index \(i)") }
             for i in count..<padded { #expect(x86[i] == 0) }
-            #expect(abs(x86.reduce(0, +) - 1) < 1e-5)
+            let total: Float = x86.reduce(0, +)
+            #expect(abs(total - 1) < 1e-5)
         }
     }
 
