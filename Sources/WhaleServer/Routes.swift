@@ -1,7 +1,9 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import ServiceLifecycle
+import Synchronization
 import WhaleCore
 import WhaleEngine
 import WhaleTokenizer
@@ -19,7 +21,29 @@ extension APIError: HTTPResponseError {
     }
 }
 
-extension InferenceService {
+/// What the routes serve: the configuration from the start, the model once it has loaded. Until then every
+/// route but `/health` (which says `loading`) answers 503, as llama-server does, so a client can start polling
+/// as soon as the port is open.
+public final class ServiceHandle: Sendable {
+    public let configuration: ServerConfiguration
+    private let loaded = Mutex<InferenceService?>(nil)
+
+    public init(configuration: ServerConfiguration) { self.configuration = configuration }
+
+    /// The routes serve `service` from now on.
+    public func ready(_ service: InferenceService) { loaded.withLock { $0 = service } }
+
+    var service: InferenceService? { loaded.withLock { $0 } }
+
+    func current() throws -> InferenceService {
+        guard let service else {
+            throw APIError(
+                status: 503, "the model is still loading; retry in a moment", type: "server_error",
+                code: "model_loading")
+        }
+        return service
+    }
+
     /// The HTTP application: routes, API-key check, body limit, CORS. On a graceful shutdown (SIGINT,
     /// SIGTERM) the scheduler stops: running requests end with a final chunk.
     public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in })
@@ -27,16 +51,21 @@ extension InferenceService {
     {
         let router = Router()
         router.add(middleware: GuardMiddleware(apiKey: configuration.apiKey, corsOrigin: configuration.corsOrigin))
-        router.get("/health") { _, _ in json(.object(JSONObject(["status": .string("ok")]))) }
-        router.get("/metrics") { [scheduler] _, _ in
+        router.get("/health") { [self] _, _ in
+            service == nil
+                ? json(.object(JSONObject(["status": .string("loading")])), status: .serviceUnavailable)
+                : json(.object(JSONObject(["status": .string("ok")])))
+        }
+        router.get("/metrics") { [self] _, _ in
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4"
             return Response(
                 status: .ok, headers: headers,
-                body: ResponseBody(byteBuffer: ByteBuffer(string: scheduler.metrics.render())))
+                body: ResponseBody(byteBuffer: ByteBuffer(string: try current().scheduler.metrics.render())))
         }
         router.get("/v1/models") { [self] _, _ in
-            json(
+            let service = try current()
+            return json(
                 .object(
                     JSONObject([
                         "object": .string("list"),
@@ -44,46 +73,29 @@ extension InferenceService {
                             .object(
                                 JSONObject([
                                     "id": .string(configuration.modelName), "object": .string("model"),
-                                    "created": .integer(startedAt), "owned_by": .string("bluewhale"),
+                                    "created": .integer(service.startedAt), "owned_by": .string("bluewhale"),
                                 ]))
                         ]),
                     ])))
         }
         router.post("/v1/chat/completions") { [self] request, _ in
-            try await chatRoute(try await body(request))
+            try await current().chatRoute(try await body(request))
         }
         router.post("/v1/completions") { [self] request, _ in
-            try await completionRoute(try await body(request))
+            try await current().completionRoute(try await body(request))
         }
         router.post("/tokenize") { [self] request, _ in
-            let fields = try RequestFields(try await body(request))
-            guard let content = try fields.string("content") else {
-                throw APIError.invalid("content", "'content' (the text to tokenize) is required")
-            }
-            var ids = tokenizer.encode(content, parseSpecial: try fields.bool("parse_special") ?? true)
-            if try fields.bool("add_special") == true, tokenizer.addsBOS, let bos = tokenizer.bosTokenID {
-                ids.insert(bos, at: 0)
-            }
-            return json(.object(JSONObject(["tokens": .array(ids.map { .integer(Int64($0)) })])))
+            try current().tokenizeRoute(try await body(request))
         }
         router.post("/detokenize") { [self] request, _ in
-            let fields = try RequestFields(try await body(request))
-            guard let list = fields.value("tokens")?.array, list.allSatisfy({ $0.integer != nil }) else {
-                throw APIError.invalid("tokens", "'tokens' must be an array of token ids")
-            }
-            do {
-                let text = try tokenizer.decode(list.compactMap(\.integer))
-                return json(.object(JSONObject(["content": .string(text)])))
-            } catch let error as WhaleError {
-                throw APIError(error)
-            }
+            try current().detokenizeRoute(try await body(request))
         }
         return Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "whale"),
-            services: [SchedulerService(scheduler: scheduler)],
+            services: [SchedulerService(handle: self)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
-            logger: logger)
+            logger: Logger(label: "whale.serve"))
     }
 
     /// The request body, at most `maxBodyBytes`.
@@ -96,6 +108,44 @@ extension InferenceService {
             throw APIError(
                 status: 413, "the request body is larger than \(configuration.maxBodyBytes) bytes",
                 code: "request_too_large")
+        }
+    }
+}
+
+extension InferenceService {
+    /// The application serving this (loaded) service.
+    public func application(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in })
+        -> some ApplicationProtocol
+    {
+        let handle = ServiceHandle(configuration: configuration)
+        handle.ready(self)
+        return handle.application(onServerRunning: onServerRunning)
+    }
+
+    /// llama-server's `/tokenize`: `{"content", "add_special", "parse_special"}` → `{"tokens"}`.
+    func tokenizeRoute(_ body: [UInt8]) throws -> Response {
+        let fields = try RequestFields(body)
+        guard let content = try fields.string("content") else {
+            throw APIError.invalid("content", "'content' (the text to tokenize) is required")
+        }
+        var ids = tokenizer.encode(content, parseSpecial: try fields.bool("parse_special") ?? true)
+        if try fields.bool("add_special") == true, tokenizer.addsBOS, let bos = tokenizer.bosTokenID {
+            ids.insert(bos, at: 0)
+        }
+        return json(.object(JSONObject(["tokens": .array(ids.map { .integer(Int64($0)) })])))
+    }
+
+    /// llama-server's `/detokenize`: `{"tokens"}` → `{"content"}`.
+    func detokenizeRoute(_ body: [UInt8]) throws -> Response {
+        let fields = try RequestFields(body)
+        guard let list = fields.value("tokens")?.array, list.allSatisfy({ $0.integer != nil }) else {
+            throw APIError.invalid("tokens", "'tokens' must be an array of token ids")
+        }
+        do {
+            let text = try tokenizer.decode(list.compactMap(\.integer))
+            return json(.object(JSONObject(["content": .string(text)])))
+        } catch let error as WhaleError {
+            throw APIError(error)
         }
     }
 
@@ -309,10 +359,10 @@ struct GuardMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// Stops the scheduler when the application shuts down gracefully.
 struct SchedulerService: Service {
-    let scheduler: Scheduler
+    let handle: ServiceHandle
 
     func run() async throws {
         try? await gracefulShutdown()
-        scheduler.shutdown()
+        handle.service?.scheduler.shutdown()
     }
 }

@@ -53,6 +53,24 @@
 
         func run() throws {
             try reportingErrors {
+                let name = alias ?? URL(fileURLWithPath: modelOptions.model).lastPathComponent
+                let key =
+                    apiKey ?? ProcessInfo.processInfo.environment["WHALE_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+                // The port opens first (GET /health answers 503 "loading"), then the model loads.
+                let handle = ServiceHandle(
+                    configuration: ServerConfiguration(
+                        host: host, port: port, apiKey: key, modelName: name, corsOrigin: corsOrigin))
+                let host = host
+                let application = handle.application { port in
+                    var err = StandardError()
+                    print("whale serve: listening on http://\(host):\(port), loading \(name)", to: &err)
+                }
+                let done = DispatchSemaphore(value: 0)
+                let failure = ErrorBox()
+                Task {
+                    do { try await application.runService() } catch { failure.error = error }
+                    done.signal()
+                }
                 let (model, tokenizer, context, contextSize) = try modelOptions.load()
                 guard let tokenizer else {
                     throw WhaleError(
@@ -68,29 +86,17 @@
                 let scheduler = Scheduler(
                     model: model, tokenizer: tokenizer, pool: context.pool,
                     configuration: .init(parallel: parallel, contextSize: contextSize, maxQueue: maxQueue))
-                let name = alias ?? URL(fileURLWithPath: modelOptions.model).lastPathComponent
-                let key =
-                    apiKey ?? ProcessInfo.processInfo.environment["WHALE_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
                 var logger = Logger(label: "whale.serve")
                 logger.logLevel = .info
-                let service = InferenceService(
-                    scheduler: scheduler, tokenizer: tokenizer, template: template,
-                    configuration: ServerConfiguration(
-                        host: host, port: port, apiKey: key, modelName: name, corsOrigin: corsOrigin),
-                    logger: logger)
-                let host = host
-                let application = service.application { port in
-                    var err = StandardError()
-                    print(
-                        "whale serve: \(name) on http://\(host):\(port) (\(parallel) sequences × \(contextSize) tokens"
-                            + (template.map { ", chat template \($0.name)" } ?? ", no chat template") + ")", to: &err)
-                }
-                let done = DispatchSemaphore(value: 0)
-                let failure = ErrorBox()
-                Task {
-                    do { try await application.runService() } catch { failure.error = error }
-                    done.signal()
-                }
+                handle.ready(
+                    InferenceService(
+                        scheduler: scheduler, tokenizer: tokenizer, template: template,
+                        configuration: handle.configuration, logger: logger))
+                var err = StandardError()
+                print(
+                    "whale serve: ready — \(parallel) sequences × \(contextSize) tokens"
+                        + (template.map { ", chat template \($0.name)" } ?? ", no chat template (use /v1/completions)"),
+                    to: &err)
                 done.wait()
                 if let error = failure.error {
                     throw WhaleError(

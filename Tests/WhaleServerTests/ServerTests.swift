@@ -193,6 +193,25 @@ import WhaleTokenizer
         }
     }
 
+    /// Before the model has loaded: /health says loading (503), the API answers 503 model_loading.
+    @Test func loadingAnswers503() async throws {
+        let handle = ServiceHandle(configuration: ServerConfiguration(modelName: "tiny"))
+        try await handle.application().test(.router) { client in
+            try await client.execute(uri: "/health", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body).contains("loading"))
+            }
+            try await client.execute(uri: "/v1/models", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body).contains("model_loading"))
+            }
+            let service = try service()
+            defer { service.scheduler.shutdown() }
+            handle.ready(service)
+            try await client.execute(uri: "/health", method: .get) { #expect($0.status == .ok) }
+        }
+    }
+
     @Test func tokenizeAndDetokenize() async throws {
         let service = try service()
         defer { service.scheduler.shutdown() }
