@@ -29,7 +29,7 @@ for arg in "$@"; do
     esac
 done
 
-TARGETS=(llama-perplexity llama-bench llama-simple llama-completion llama-tokenize)
+TARGETS=(llama-perplexity llama-bench llama-simple llama-completion llama-tokenize llama-server)
 SRC_PARENT="$ROOT/src"
 SDIST_DIR="$SRC_PARENT/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION"
 LLAMA_SRC="$SDIST_DIR/vendor/llama.cpp"
@@ -53,16 +53,19 @@ if [ ! -f "$LLAMA_SRC/CMakeLists.txt" ]; then
     tar -xzf "$SDIST" -C "$SRC_PARENT"
 fi
 
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+# Configure once; again when an older build directory was configured without the server.
+if [ ! -f "$BUILD/CMakeCache.txt" ] || ! grep -q '^LLAMA_BUILD_SERVER:BOOL=ON' "$BUILD/CMakeCache.txt"; then
     # LLAMA_CURL is gone from this llama.cpp (downloads now go through LLAMA_OPENSSL); both are off so
-    # nothing reaches the network. No tests, no server, no web UI, no unified app binary.
+    # nothing reaches the network. llama-server (for scripts/bench-serve.sh) is built without its web UI:
+    # with LLAMA_BUILD_UI and LLAMA_USE_PREBUILT_UI off it embeds no assets and downloads nothing. No tests,
+    # no unified app binary.
     cmake -S "$LLAMA_SRC" -B "$BUILD" \
         -DCMAKE_BUILD_TYPE=Release \
         -DGGML_NATIVE=ON \
         -DLLAMA_CURL=OFF \
         -DLLAMA_OPENSSL=OFF \
         -DLLAMA_BUILD_TESTS=OFF \
-        -DLLAMA_BUILD_SERVER=OFF \
+        -DLLAMA_BUILD_SERVER=ON \
         -DLLAMA_BUILD_APP=OFF \
         -DLLAMA_BUILD_UI=OFF \
         -DLLAMA_USE_PREBUILT_UI=OFF \

@@ -153,23 +153,40 @@ public final class TransformerDecoder: DraftingLanguageModel, @unchecked Sendabl
         }
         for input in batch { input.cache.advance(by: input.tokens.count) }
 
-        var logits: [[Float]] = []
+        // The final norm of the rows each sequence asked for (all its tokens when hidden states are kept),
+        // then one product with the output head for the rows of every sequence, so its weights are read
+        // once per pass however many sequences decode together.
+        let requested = batch.reduce(0) { $0 + $1.logits.rows(start: 0, count: $1.tokens.count).count }
+        let selected = arena.floats(requested * d)  // [rows of all sequences, hidden]
+        let normed = keepHidden ? arena.floats(count * d) : selected  // [T, hidden] when kept
         var states: [[Float]] = []
-        let normed = arena.floats(count * d)  // [T, hidden]
+        var rowRanges: [Range<Int>] = []
         var start = 0
+        var row = 0
         for input in batch {
             let tokens = start..<(start + input.tokens.count)
             let rows = input.logits.rows(start: start, count: input.tokens.count)
             start += input.tokens.count
-            let normedRows = keepHidden ? tokens : rows
-            Ops.rmsNorm(
-                hidden + normedRows.lowerBound * d, weight: finalNorm, rows: normedRows.count, n: d, eps: rmsNormEps,
-                output: normed)
-            let rowsNormed = normed + (rows.lowerBound - normedRows.lowerBound) * d
-            context.tap("result_norm", nil, rowsNormed, [rows.count, d])
-            logits.append(project(rowsNormed, rows: rows.count, through: output, context: context))
-            states.append(keepHidden ? Array(UnsafeBufferPointer(start: normed, count: tokens.count * d)) : [])
+            if keepHidden {
+                let states0 = normed + tokens.lowerBound * d
+                Ops.rmsNorm(
+                    hidden + tokens.lowerBound * d, weight: finalNorm, rows: tokens.count, n: d, eps: rmsNormEps,
+                    output: states0)
+                states.append(Array(UnsafeBufferPointer(start: states0, count: tokens.count * d)))
+                (selected + row * d).update(from: normed + rows.lowerBound * d, count: rows.count * d)
+            } else {
+                Ops.rmsNorm(
+                    hidden + rows.lowerBound * d, weight: finalNorm, rows: rows.count, n: d, eps: rmsNormEps,
+                    output: selected + row * d)
+                states.append([])
+            }
+            rowRanges.append(row..<(row + rows.count))
+            row += rows.count
         }
+        context.tap("result_norm", nil, selected, [requested, d])
+        let all = project(selected, rows: requested, through: output, context: context)
+        let v = vocabularySize
+        let logits = rowRanges.map { Array(all[($0.lowerBound * v)..<($0.upperBound * v)]) }
         return (logits, states)
     }
 

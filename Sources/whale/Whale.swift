@@ -14,7 +14,8 @@ struct Whale: ParsableCommand {
         commandName: "whale",
         abstract: "BlueWhale: run DeepSeek-family language models on a CPU.",
         subcommands: [Run.self, Chat.self] + servingCommands + [
-            Score.self, Perplexity.self, Inspect.self, Tokenize.self, Detokenize.self, ChatTemplateCommand.self,
+            Bench.self, Score.self, Perplexity.self, Inspect.self, Tokenize.self, Detokenize.self,
+            ChatTemplateCommand.self,
         ])
 }
 

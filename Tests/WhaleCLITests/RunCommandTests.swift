@@ -155,6 +155,31 @@ import WhaleCore
             rounded.status == 1 && rounded.stdout.contains("first divergence:"), "\(rounded.stdout)\(rounded.stderr)")
     }
 
+    /// `whale bench`: llama-bench's tests and names, the extra columns, and the three output formats.
+    @Test func benchReportsEveryTest() throws {
+        let json = try Whale.run([
+            "bench", Self.tiny, "-p", "16", "-n", "4", "-d", "0,8", "-t", "1", "-r", "2", "-o", "json",
+        ])
+        #expect(json.status == 0, "\(json.stderr)")
+        let tests = (try JSONValue.parse(json.stdout).array ?? []).compactMap { $0.object }
+        #expect(tests.map { $0["test"]?.string ?? "" } == ["pp16", "tg4", "pp16 @ d8", "tg4 @ d8"])
+        for test in tests {
+            #expect((test["tokens_per_second"]?.double ?? 0) > 0)
+            #expect(test["samples_seconds"]?.array?.count == 2)
+            #expect((test["peak_rss_bytes"]?.integer ?? 0) > 0)
+            #expect((test["cache_bytes_per_token"]?.integer ?? 0) > 0)
+        }
+        let markdown = try Whale.run(["bench", Self.tiny, "-p", "8", "-n", "0", "-r", "1"])
+        let lines = markdown.stdout.split(separator: "\n")
+        #expect(markdown.status == 0 && lines.count == 3, "\(markdown.stdout)\(markdown.stderr)")
+        #expect(lines.first?.hasPrefix("| model | size | params | threads | test | t/s") == true)
+        #expect(lines.last?.contains("| pp8 |") == true)
+        let csv = try Whale.run(["bench", Self.tiny, "-p", "0", "-n", "2", "-r", "1", "-o", "csv"])
+        #expect(csv.status == 0 && csv.stdout.split(separator: "\n").count == 2)
+        let tooDeep = try Whale.run(["bench", Self.tiny, "-p", "8", "-n", "0", "-d", "100000"])
+        #expect(tooDeep.status == 1 && tooDeep.stderr.contains("context"), "\(tooDeep.stderr)")
+    }
+
     @Test(arguments: ["run", "score", "perplexity", "chat"])
     func helpSnapshot(command: String) throws {
         let result = try Whale.run([command, "--help"])

@@ -14,7 +14,8 @@ public final class ScratchArena {
     private var capacity = 0
     private var offset = 0
     private var highWater = 0
-    private var overflow: [UnsafeMutableRawPointer] = []
+    /// One-off blocks of this pass, with the offset each stands for (freed when the arena is rewound past it).
+    private var overflow: [(offset: Int, block: UnsafeMutableRawPointer)] = []
     /// How many times the block was reallocated to a larger size.
     public private(set) var growthCount = 0
 
@@ -22,11 +23,14 @@ public final class ScratchArena {
 
     deinit {
         base?.deallocate()
-        for block in overflow { block.deallocate() }
+        for (_, block) in overflow { block.deallocate() }
     }
 
     /// Bytes of the block.
     public var reservedBytes: Int { capacity }
+
+    /// Blocks handed out beyond the block in this pass (they go at `rewind` / `reset`).
+    public var overflowBlocks: Int { overflow.count }
 
     /// Room for `count` values of `type`, 64-byte aligned, valid until the arena is rewound past it or reset.
     public func buffer<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
@@ -38,7 +42,7 @@ public final class ScratchArena {
             return (base + start).bindMemory(to: T.self, capacity: max(count, 1))
         }
         let block = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        overflow.append(block)
+        overflow.append((start, block))
         return block.bindMemory(to: T.self, capacity: max(count, 1))
     }
 
@@ -48,16 +52,21 @@ public final class ScratchArena {
     /// The current position, to give back everything taken after it with `rewind(to:)`.
     public var mark: Int { offset }
 
-    /// Gives back everything taken since `mark`.
+    /// Gives back everything taken since `mark` (one-off blocks are freed, so a first pass of a new shape
+    /// needs no more memory than the block it will grow to).
     public func rewind(to mark: Int) {
         precondition(mark <= offset, "ScratchArena: rewinding forward")
+        while let last = overflow.last, last.offset >= mark {
+            last.block.deallocate()
+            overflow.removeLast()
+        }
         offset = mark
     }
 
     /// Starts a pass: frees the one-off blocks of the last one and grows the block to the most any pass has
     /// needed. Every pointer handed out before is invalid afterwards.
     public func reset() {
-        for block in overflow { block.deallocate() }
+        for (_, block) in overflow { block.deallocate() }
         overflow.removeAll(keepingCapacity: true)
         if highWater > capacity {
             base?.deallocate()
