@@ -185,12 +185,9 @@ extension InferenceService {
             }
             if settings.includeUsage {
                 try await send(
-                    .object(
-                        JSONObject([
-                            "id": .string(id), "object": .string("chat.completion.chunk"), "created": .integer(now()),
-                            "model": .string(configuration.modelName), "system_fingerprint": .string(fingerprint),
-                            "choices": .array([]), "usage": usage(prompt: prompt.count, results),
-                        ])))
+                    envelope(
+                        id: id, object: "chat.completion.chunk", choices: [],
+                        usage: usage(prompt: prompt.count, results)))
             }
             log(id, prompt: prompt.count, results: results, started: started)
         }
@@ -228,12 +225,9 @@ extension InferenceService {
                 }
                 if settings.includeUsage {
                     try await send(
-                        .object(
-                            JSONObject([
-                                "id": .string(id), "object": .string("text_completion"), "created": .integer(now()),
-                                "model": .string(configuration.modelName), "choices": .array([]),
-                                "usage": usage(prompt: prompts[0].count, results),
-                            ])))
+                        envelope(
+                            id: id, object: "text_completion", choices: [],
+                            usage: usage(prompt: prompts[0].count, results)))
                 }
                 log(id, prompt: prompts[0].count, results: results, started: started)
             }
@@ -279,27 +273,20 @@ extension InferenceService {
         }
         log(id, prompt: promptTokens, results: allResults, started: started)
         return json(
-            .object(
-                JSONObject([
-                    "id": .string(id), "object": .string("text_completion"), "created": .integer(now()),
-                    "model": .string(configuration.modelName), "system_fingerprint": .string(fingerprint),
-                    "choices": .array(choices), "usage": usage(prompt: promptTokens, allResults),
-                ])))
+            envelope(
+                id: id, object: "text_completion", choices: choices, usage: usage(prompt: promptTokens, allResults)))
     }
 
     func completionChunk(id: String, index: Int, text: String, logprobs: JSONValue, finish: String?) -> JSONValue {
-        .object(
-            JSONObject([
-                "id": .string(id), "object": .string("text_completion"), "created": .integer(now()),
-                "model": .string(configuration.modelName), "system_fingerprint": .string(fingerprint),
-                "choices": .array([
-                    .object(
-                        JSONObject([
-                            "text": .string(text), "index": .integer(Int64(index)), "logprobs": logprobs,
-                            "finish_reason": finish.map(JSONValue.string) ?? .null,
-                        ]))
-                ]),
-            ]))
+        envelope(
+            id: id, object: "text_completion",
+            choices: [
+                .object(
+                    JSONObject([
+                        "text": .string(text), "index": .integer(Int64(index)), "logprobs": logprobs,
+                        "finish_reason": finish.map(JSONValue.string) ?? .null,
+                    ]))
+            ])
     }
 }
 

@@ -167,12 +167,9 @@ public final class InferenceService: Sendable {
                     "finish_reason": .string(finishReason(choice.result)),
                 ]))
         }
-        return .object(
-            JSONObject([
-                "id": .string(id), "object": .string("chat.completion"), "created": .integer(now()),
-                "model": .string(configuration.modelName), "system_fingerprint": .string(fingerprint),
-                "choices": .array(choices), "usage": usage(prompt: prompt.count, results.compactMap(\.result)),
-            ]))
+        return envelope(
+            id: id, object: "chat.completion", choices: choices,
+            usage: usage(prompt: prompt.count, results.compactMap(\.result)))
     }
 
     /// OpenAI's chat `logprobs`: `{"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}`.
@@ -198,18 +195,15 @@ public final class InferenceService: Sendable {
     func chatChunk(id: String, index: Int, delta: JSONObject, logprobs: JSONValue = .null, finish: String? = nil)
         -> JSONValue
     {
-        .object(
-            JSONObject([
-                "id": .string(id), "object": .string("chat.completion.chunk"), "created": .integer(now()),
-                "model": .string(configuration.modelName), "system_fingerprint": .string(fingerprint),
-                "choices": .array([
-                    .object(
-                        JSONObject([
-                            "index": .integer(Int64(index)), "delta": .object(delta), "logprobs": logprobs,
-                            "finish_reason": finish.map(JSONValue.string) ?? .null,
-                        ]))
-                ]),
-            ]))
+        envelope(
+            id: id, object: "chat.completion.chunk",
+            choices: [
+                .object(
+                    JSONObject([
+                        "index": .integer(Int64(index)), "delta": .object(delta), "logprobs": logprobs,
+                        "finish_reason": finish.map(JSONValue.string) ?? .null,
+                    ]))
+            ])
     }
 
     // MARK: Completions
@@ -274,6 +268,18 @@ public final class InferenceService: Sendable {
     // MARK: Shared pieces
 
     let fingerprint = "whale"
+
+    /// The fields every response and chunk has (`id`, `object`, `created`, `model`, `system_fingerprint`),
+    /// its choices, and `usage` when given.
+    func envelope(id: String, object: String, choices: [JSONValue], usage: JSONValue? = nil) -> JSONValue {
+        var body = JSONObject([
+            "id": .string(id), "object": .string(object), "created": .integer(now()),
+            "model": .string(configuration.modelName), "system_fingerprint": .string(fingerprint),
+            "choices": .array(choices),
+        ])
+        if let usage { body.set("usage", usage) }
+        return .object(body)
+    }
 
     func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
