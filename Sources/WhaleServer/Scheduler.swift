@@ -92,7 +92,7 @@ public final class Scheduler: @unchecked Sendable {
     public let configuration: Configuration
     let context: ForwardContext
     let slots: [Slot]
-    /// Guards `queue`, `stopping` and `active`; signalled when work arrives.
+    /// Guards `queue`, `exclusive`, `stopping` and `active`; signalled when work arrives.
     private let condition = NSCondition()
     private var queue: [Ticket] = []
     /// Work that needs a pass of its own (scoring), run between steps.
@@ -168,13 +168,6 @@ public final class Scheduler: @unchecked Sendable {
             exclusive.append { [model, context] in continuation.resume(with: Result { try work(model, context) }) }
             condition.signal()
         }
-    }
-
-    /// Requests waiting for a slot.
-    public var queuedRequests: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return queue.count
     }
 
     /// Stops taking work; running jobs end with `cancelled` after the current step.
