@@ -15,7 +15,7 @@ struct Bench: ParsableCommand {
             once untimed, then -r times; t/s is the mean ± standard deviation over those. Lists (-p 128,512) \
             run every combination. Beyond llama-bench: peak resident memory of the process, cache bytes per \
             token, and CPU seconds per token (all threads). On a shared machine compare with llama-bench side by \
-            side, alternating, and read the ratios (scripts/bench-dense.sh does that for SmolLM2).
+            side, alternating, and read the ratios (scripts/bench-vs-llamacpp.sh does that).
             """)
 
     @Argument(help: "A .gguf file or a model directory (config.json + safetensors).")
@@ -30,7 +30,9 @@ struct Bench: ParsableCommand {
     @Option(name: .short, parsing: .unconditional, help: "Depths: tokens in the cache before each test.")
     var d = "0"
 
-    @Option(name: .short, parsing: .unconditional, help: "Thread counts (default: all cores).")
+    @Option(
+        name: .short, parsing: .unconditional,
+        help: "Thread counts, e.g. 1,2,4 for scaling (default: one per physical core).")
     var t: String?
 
     @Option(name: .short, parsing: .unconditional, help: "Timed repetitions per test.")
@@ -58,7 +60,7 @@ struct Bench: ParsableCommand {
             let prompts = try list(p, "-p", minimum: 0)
             let generations = try list(n, "-n", minimum: 0)
             let depths = try list(d, "-d", minimum: 0)
-            let threads = try list(t ?? "\(ProcessInfo.processInfo.activeProcessorCount)", "-t", minimum: 1)
+            let threads = try list(t ?? "\(CPUTopology.physicalCoreCount)", "-t", minimum: 1)
             guard r >= 1 else { throw WhaleError(.invalidArgument, field: "-r", "\(r)", hint: "give 1 or more") }
             guard ["md", "json", "csv"].contains(o) else {
                 throw WhaleError(.invalidArgument, field: "-o", "\"\(o)\"", hint: "use md, json or csv")

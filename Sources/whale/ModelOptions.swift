@@ -12,7 +12,7 @@ struct ModelOptions: ParsableArguments {
     @Argument(help: "A .gguf file or a model directory (config.json + safetensors).")
     var model: String
 
-    @Option(name: [.short, .long], parsing: .unconditional, help: "Worker threads (default: all cores).")
+    @Option(name: [.short, .long], parsing: .unconditional, help: "Worker threads (default: one per physical core).")
     var threads: Int?
 
     @Option(
@@ -41,7 +41,7 @@ struct ModelOptions: ParsableArguments {
             }
             options.attentionPrecision = precision
         }
-        let threadCount = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let threadCount = threads ?? CPUTopology.physicalCoreCount
         guard threadCount >= 1 && threadCount <= 512 else {
             throw WhaleError(.invalidArgument, field: "--threads", "\(threadCount) threads", hint: "give 1 to 512")
         }

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Testing
 import WhaleKernels
 
@@ -124,5 +125,21 @@ extension UnsafeMutableBufferPointer {
             }
         }
         #expect(clashes.pointee == 0)
+    }
+}
+
+/// The default thread count: one per physical core, read from the kernel's CPU lists.
+struct CPUTopologyTests {
+    @Test func cpuListsParse() {
+        #expect(CPUTopology.parseCPUList("0-3,8,10-11\n") == [0, 1, 2, 3, 8, 10, 11])
+        #expect(CPUTopology.parseCPUList("5") == [5])
+        for bad in ["", "a", "3-1", "1-", "-1", "0-3,,4", "0-99999999"] {
+            #expect(CPUTopology.parseCPUList(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func physicalCoresAreAtMostTheUsableCPUs() {
+        let cores = CPUTopology.physicalCoreCount
+        #expect(cores >= 1 && cores <= ProcessInfo.processInfo.activeProcessorCount)
     }
 }
