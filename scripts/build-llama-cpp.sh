@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's reference tools (llama-perplexity, llama-bench, llama-simple, llama-completion,
-# llama-tokenize) from the llama.cpp vendored in the llama-cpp-python sdist that the fixture scripts pin,
-# so the binaries and the Python bindings are the same llama.cpp commit. Also builds our tap dumper,
+# llama-tokenize, llama-server, llama-quantize) from the llama.cpp vendored in the llama-cpp-python sdist that
+# the fixture scripts pin, so the binaries and the Python bindings are the same llama.cpp commit. Also builds our tap dumper,
 # llama-dump-taps (scripts/taps/llama-dump-taps.cpp, compiled with g++ against the static libllama / ggml
 # built here), which writes a forward pass's intermediate tensors in the tap format of scripts/diff-taps.py.
 #
@@ -29,7 +29,7 @@ for arg in "$@"; do
     esac
 done
 
-TARGETS=(llama-perplexity llama-bench llama-simple llama-completion llama-tokenize llama-server)
+TARGETS=(llama-perplexity llama-bench llama-simple llama-completion llama-tokenize llama-server llama-quantize)
 SRC_PARENT="$ROOT/src"
 SDIST_DIR="$SRC_PARENT/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION"
 LLAMA_SRC="$SDIST_DIR/vendor/llama.cpp"
