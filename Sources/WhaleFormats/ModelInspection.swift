@@ -40,7 +40,7 @@ public struct ModelInspection: Sendable {
     public var metadata: [(key: String, summary: String)]
 
     /// What an architecture's cache holds per token: bytes (all layers) and how they are made up, e.g.
-    /// "27 layers × (512 latent + 64 rope key)".
+    /// "f16: 27 layers × (512 latent + 64 rope key)".
     public struct CacheDescription: Sendable {
         public var bytesPerToken: Int
         public var layout: String
@@ -160,7 +160,7 @@ public struct ModelInspection: Sendable {
         row("file size", "\(formatBytes(fileSize)) (\(fileSize) bytes)")
         row("context", contextLength.map(String.init) ?? "unknown")
         if let bytes = cacheBytesPerToken, let layout = cache?.layout {
-            row("cache/token", "\(formatBytes(bytes)) (\(bytes) bytes, f32: \(layout))")
+            row("cache/token", "\(formatBytes(bytes)) (\(bytes) bytes, \(layout))")
         }
         row("vocabulary", vocabularySize.map(String.init) ?? "unknown")
         row(

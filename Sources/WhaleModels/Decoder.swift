@@ -107,9 +107,7 @@ public final class TransformerDecoder: DraftingLanguageModel, @unchecked Sendabl
         self.owned = owned
     }
 
-    public var cacheBytesPerToken: Int {
-        layers.count * cacheLayout.streams.reduce(0) { $0 + $1.width } * MemoryLayout<Float>.size
-    }
+    public var cacheBytesPerToken: Int { layers.count * cacheLayout.bytesPerTokenAndLayer }
 
     public func makeCache(capacity: Int) -> KVCache {
         KVCache(layout: cacheLayout, layers: layers.count, capacity: capacity, rotated: rotated)

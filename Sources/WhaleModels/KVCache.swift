@@ -2,24 +2,53 @@ import WhaleCore
 import WhaleKernels
 
 /// What one sequence keeps per token and layer: the attention state later tokens read. The layout says
-/// what the two per-token arrays (streams) hold:
-/// - `keysAndValues`: the rotated keys and the values (`kvHeads × headDim` floats each);
-/// - `latent`: multi-head latent attention's normalised latent (`rank` floats) and its rotated rope key
-///   (`ropeKeyWidth`) — the compressed cache, never expanded.
+/// what the two per-token arrays (streams) hold and in which precision:
+/// - `keysAndValues`: the rotated keys and the values (`kvHeads × headDim` each);
+/// - `latent`: multi-head latent attention's normalised latent (`rank`) and its rotated rope key
+///   (`ropeKeyWidth`) — the compressed cache, never expanded;
+/// - each value as a 32-bit float or, as llama.cpp's default cache, a 16-bit half (`Element`): half the
+///   memory and half the bytes attention reads per cached token.
 ///
 /// Owned by one sequence and used by one thread at a time (the generator or scheduler that owns it).
 public final class KVCache {
-    public enum Layout: Sendable, Equatable {
-        case keysAndValues(width: Int)
-        case latent(rank: Int, ropeKeyWidth: Int)
+    /// How each cached value is stored.
+    public enum Element: String, Sendable, Equatable {
+        case f32
+        case f16
 
-        /// The streams' names and widths (floats per token and layer), in storage order.
+        public var bytes: Int { self == .f32 ? 4 : 2 }
+
+        /// An f16 attention reads half-precision values (llama.cpp's f16 cache); f32 attention, floats.
+        public init(_ precision: AttentionPrecision) { self = precision == .f16 ? .f16 : .f32 }
+    }
+
+    public struct Layout: Sendable, Equatable {
+        public enum Kind: Sendable, Equatable {
+            case keysAndValues(width: Int)
+            case latent(rank: Int, ropeKeyWidth: Int)
+        }
+
+        public var kind: Kind
+        public var element: Element
+
+        public static func keysAndValues(width: Int, element: Element) -> Layout {
+            Layout(kind: .keysAndValues(width: width), element: element)
+        }
+
+        public static func latent(rank: Int, ropeKeyWidth: Int, element: Element) -> Layout {
+            Layout(kind: .latent(rank: rank, ropeKeyWidth: ropeKeyWidth), element: element)
+        }
+
+        /// The streams' names and widths (values per token and layer), in storage order.
         public var streams: [(name: String, width: Int)] {
-            switch self {
+            switch kind {
             case .keysAndValues(let width): [("keys", width), ("values", width)]
             case .latent(let rank, let rope): [("latents", rank), ("rope keys", rope)]
             }
         }
+
+        /// Bytes one token takes in one layer.
+        public var bytesPerTokenAndLayer: Int { streams.reduce(0) { $0 + $1.width } * element.bytes }
     }
 
     /// Which stream carries a rotary position, so that a context shift can turn it back.
@@ -45,8 +74,8 @@ public final class KVCache {
     /// Tokens stored.
     public private(set) var count = 0
     private let widths: [Int]
-    /// storage[stream][layer]: `capacity × widths[stream]` floats.
-    private let storage: [[UnsafeMutablePointer<Float>]]
+    /// storage[stream][layer]: `capacity × widths[stream]` values of `layout.element`.
+    private let storage: [[UnsafeMutableRawPointer]]
 
     public init(layout: Layout, layers: Int, capacity: Int, rotated: RotatedPart? = nil) {
         self.layout = layout
@@ -54,35 +83,47 @@ public final class KVCache {
         self.capacity = capacity
         self.rotated = rotated
         widths = layout.streams.map(\.width)
-        storage = widths.map { width in (0..<layers).map { _ in .allocate(capacity: max(capacity * width, 1)) } }
+        let bytes = layout.element.bytes
+        storage = widths.map { width in
+            (0..<layers).map { _ in
+                .allocate(byteCount: max(capacity * width * bytes, 1), alignment: 64)
+            }
+        }
     }
 
     deinit { for stream in storage { for pointer in stream { pointer.deallocate() } } }
 
     /// Bytes held per token across all layers.
-    public var bytesPerToken: Int { layers * widths.reduce(0, +) * MemoryLayout<Float>.size }
+    public var bytesPerToken: Int { layers * layout.bytesPerTokenAndLayer }
 
-    /// Stream `stream`'s rows of `layer`: position p at `p × layout.streams[stream].width`.
-    public func rows(stream: Int, layer: Int) -> UnsafeMutablePointer<Float> { storage[stream][layer] }
+    /// Stream `stream`'s rows of `layer`: position p's `layout.streams[stream].width` values at
+    /// `p × width × layout.element.bytes` bytes.
+    public func rows(stream: Int, layer: Int) -> UnsafeRawPointer { UnsafeRawPointer(storage[stream][layer]) }
 
-    /// Dense layout: `[capacity, kvHeads·headDim]` rotated keys of `layer`.
-    public func keys(_ layer: Int) -> UnsafeMutablePointer<Float> { rows(denseStream: 0, layer) }
-    /// Dense layout: `[capacity, kvHeads·headDim]` values of `layer`.
-    public func values(_ layer: Int) -> UnsafeMutablePointer<Float> { rows(denseStream: 1, layer) }
-    /// Latent layout: `[capacity, rank]` normalised latents of `layer`.
-    public func latents(_ layer: Int) -> UnsafeMutablePointer<Float> { rows(latentStream: 0, layer) }
-    /// Latent layout: `[capacity, ropeKeyWidth]` rotated rope keys of `layer`.
-    public func ropeKeys(_ layer: Int) -> UnsafeMutablePointer<Float> { rows(latentStream: 1, layer) }
-
-    private func rows(denseStream stream: Int, _ layer: Int) -> UnsafeMutablePointer<Float> {
-        guard case .keysAndValues = layout else { preconditionFailure("KVCache: a latent cache has no keys/values") }
-        return storage[stream][layer]
+    /// Writes position `position` of stream `stream` in `layer` (rounded to half precision for an f16 cache).
+    public func store(_ values: UnsafePointer<Float>, stream: Int, layer: Int, position: Int) {
+        let width = widths[stream]
+        let row = storage[stream][layer] + position * width * layout.element.bytes
+        switch layout.element {
+        case .f32: row.assumingMemoryBound(to: Float.self).update(from: values, count: width)
+        case .f16: HalfRows.narrow(values, count: width, into: row)
+        }
     }
 
-    private func rows(latentStream stream: Int, _ layer: Int) -> UnsafeMutablePointer<Float> {
-        guard case .latent = layout else { preconditionFailure("KVCache: a key/value cache has no latents") }
-        return storage[stream][layer]
+    /// Reads position `position` of stream `stream` in `layer` as floats.
+    public func load(stream: Int, layer: Int, position: Int, into values: UnsafeMutablePointer<Float>) {
+        let width = widths[stream]
+        let row = UnsafeRawPointer(storage[stream][layer] + position * width * layout.element.bytes)
+        switch layout.element {
+        case .f32: values.update(from: row.assumingMemoryBound(to: Float.self), count: width)
+        case .f16: HalfRows.widen(row, count: width, into: values)
+        }
     }
+
+    /// Index of the keys (dense) or latents (MLA) stream.
+    public static let firstStream = 0
+    /// Index of the values (dense) or rope keys (MLA) stream.
+    public static let secondStream = 1
 
     /// Room for `tokens` more, or an error saying how much context is left.
     func reserve(_ tokens: Int) throws {
@@ -112,15 +153,20 @@ public final class KVCache {
         precondition(range.lowerBound >= 0 && range.upperBound <= count)
         guard let rotated, !range.isEmpty else { return }
         let moved = count - range.upperBound
+        let bytes = layout.element.bytes
+        let rotatedWidth = widths[rotated.stream]
+        let row = UnsafeMutablePointer<Float>.allocate(capacity: rotatedWidth)
+        defer { row.deallocate() }
         for layer in 0..<layers {
             for (stream, width) in widths.enumerated() {
                 let rows = storage[stream][layer]
-                (rows + range.lowerBound * width).update(from: rows + range.upperBound * width, count: moved * width)
+                (rows + range.lowerBound * width * bytes).copyMemory(
+                    from: rows + range.upperBound * width * bytes, byteCount: moved * width * bytes)
             }
-            let rows = storage[rotated.stream][layer]
-            let width = widths[rotated.stream]
             for t in range.lowerBound..<(range.lowerBound + moved) {
-                rotated.rope.rotate(rows + t * width, heads: rotated.heads, headDim: rotated.headDim, by: -range.count)
+                load(stream: rotated.stream, layer: layer, position: t, into: row)
+                rotated.rope.rotate(row, heads: rotated.heads, headDim: rotated.headDim, by: -range.count)
+                store(row, stream: rotated.stream, layer: layer, position: t)
             }
         }
         count -= range.count

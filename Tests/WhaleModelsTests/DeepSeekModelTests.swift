@@ -103,10 +103,26 @@ import WhaleKernels
     @Test func cacheHoldsOnlyTheLatentAndTheRopeKey() throws {
         let model = try ModelRegistry.load(Fixtures.path("deepseek/v3-sigmoid-noaux"))
         let cache = model.makeCache(capacity: 8)
-        // kv_lora_rank 32 + qk_rope_head_dim 8 floats per token per layer, 2 layers.
-        #expect(cache.layout == .latent(rank: 32, ropeKeyWidth: 8) && cache.layers == 2)
+        // kv_lora_rank 32 + qk_rope_head_dim 8 floats per token per layer, 2 layers (safetensors: f32).
+        #expect(cache.layout == .latent(rank: 32, ropeKeyWidth: 8, element: .f32) && cache.layers == 2)
         #expect(model.cacheBytesPerToken == 2 * (32 + 8) * 4)
         #expect(cache.bytesPerToken == model.cacheBytesPerToken)
+        // A GGUF runs with llama.cpp's default f16 cache: half the bytes.
+        let gguf = try ModelRegistry.load(Fixtures.path("deepseek/v3-sigmoid-noaux/model-f32.gguf"))
+        let halfCache = gguf.makeCache(capacity: 8)
+        #expect(halfCache.layout == .latent(rank: 32, ropeKeyWidth: 8, element: .f16))
+        #expect(gguf.cacheBytesPerToken == 2 * (32 + 8) * 2 && halfCache.bytesPerToken == gguf.cacheBytesPerToken)
+    }
+
+    /// The f16 cache stores what f16 attention computes with: values rounded to half, read back exactly.
+    @Test func halfCacheRoundTrips() {
+        let cache = KVCache(layout: .keysAndValues(width: 11, element: .f16), layers: 1, capacity: 3)
+        let values: [Float] = [0, -0, 1, -2.5, 65504, 1e-7, 3.14159, -1e5, .infinity, 6e-5, 0.1]
+        var back = [Float](repeating: .nan, count: 11)
+        values.withUnsafeBufferPointer { cache.store($0.baseAddress!, stream: 1, layer: 0, position: 2) }
+        back.withUnsafeMutableBufferPointer { cache.load(stream: 1, layer: 0, position: 2, into: $0.baseAddress!) }
+        let expected = values.map { Float(Float16($0)) }
+        #expect(back.map(\.bitPattern) == expected.map(\.bitPattern))
     }
 
     @Test func batchOfTwoEqualsTwoSingleRuns() throws {
@@ -129,7 +145,11 @@ import WhaleKernels
     /// positions. Layer 0's entries depend on their own token only, so there the shifted cache must equal a
     /// fresh cache that never saw the dropped tokens (deeper layers legitimately remember them); YaRN's scaled
     /// cos/sin and both rope layouts included. Decoding then goes on from the shorter cache.
-    @Test(arguments: ["deepseek/v3-no-qlora-yarn", "deepseek/v2-group-limited", "tiny-llama3-rope", "tiny-qwen2"])
+    /// A GGUF (f16 cache) re-rounds each turned-back rope key to half: within a half-precision step.
+    @Test(arguments: [
+        "deepseek/v3-no-qlora-yarn", "deepseek/v2-group-limited", "tiny-llama3-rope", "tiny-qwen2",
+        "deepseek/v3-no-qlora-yarn/model-f32.gguf", "tiny-qwen2/model-f32.gguf",
+    ])
     func contextShiftTurnsRopeKeysBack(path: String) throws {
         let model = try ModelRegistry.load(Fixtures.path(path))
         let context = ForwardContext(pool: ThreadPool(threads: 2))
@@ -141,11 +161,19 @@ import WhaleKernels
         _ = try logits(model, Array(Self.ids[0..<4] + Self.ids[8..<12]), cache: fresh, context)
         var worst: Float = 0
         for (stream, width) in cache.layout.streams.map(\.width).enumerated() {
-            let shifted = cache.rows(stream: stream, layer: 0)
-            let expected = fresh.rows(stream: stream, layer: 0)
-            for i in 0..<(8 * width) { worst = max(worst, abs(shifted[i] - expected[i])) }
+            var shifted = [Float](repeating: 0, count: width)
+            var expected = [Float](repeating: 0, count: width)
+            for position in 0..<8 {
+                shifted.withUnsafeMutableBufferPointer {
+                    cache.load(stream: stream, layer: 0, position: position, into: $0.baseAddress!)
+                }
+                expected.withUnsafeMutableBufferPointer {
+                    fresh.load(stream: stream, layer: 0, position: position, into: $0.baseAddress!)
+                }
+                for i in 0..<width { worst = max(worst, abs(shifted[i] - expected[i]) / max(abs(expected[i]), 1)) }
+            }
         }
-        #expect(worst < 1e-5)
+        #expect(worst < (cache.layout.element == .f16 ? 2e-3 : 1e-5), "\(worst)")
         let next = try logits(model, Array(Self.ids[12...]), cache: cache, context)
         #expect(cache.count == 16 && next.allSatisfy { $0.isFinite })
     }

@@ -14,18 +14,19 @@ public enum AttentionPrecision: String, Sendable {
 public enum Attention {
     static let tokensPerItem = 16
 
-    /// Where one token's sequence keeps this layer's cache rows, and how far the token may look.
+    /// Where one token's sequence keeps this layer's cache rows, and how far the token may look. The rows
+    /// hold floats for `.f32` attention and halves (`HalfRows`) for `.f16`.
     public struct TokenView {
-        /// Row 0 of the keys (dense: `kvWidth` floats per position; MLA: the latents).
-        public var keys: UnsafePointer<Float>
+        /// Row 0 of the keys (dense: `kvWidth` values per position; MLA: the latents).
+        public var keys: UnsafeRawPointer
         /// Row 0 of the values (dense) or of the rope keys (MLA).
-        public var values: UnsafePointer<Float>
+        public var values: UnsafeRawPointer
         /// Cached positions the token attends to: its position + 1.
         public var length: Int
         /// Tokens the token's sequence feeds in this pass (llama.cpp picks its f16 product by this).
         public var passTokens: Int
 
-        public init(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, length: Int, passTokens: Int) {
+        public init(keys: UnsafeRawPointer, values: UnsafeRawPointer, length: Int, passTokens: Int) {
             self.keys = keys
             self.values = values
             self.length = length
@@ -76,22 +77,24 @@ public enum Attention {
             for t in (block * tokensPerItem)..<min(count, (block + 1) * tokensPerItem) {
                 let view = tokens[t]
                 let q = queries + t * qWidth + h * headDim
-                let keys = view.keys + kvHead * headDim
-                let values = view.values + kvHead * headDim
                 let length = view.length
                 let out = output + t * qWidth + h * headDim
                 defer { weights.map { ($0 + (h * count + t) * weightsStride).update(from: row, count: length) } }
                 guard precision == .f16 else {
+                    let keys = view.keys.assumingMemoryBound(to: Float.self) + kvHead * headDim
+                    let values = view.values.assumingMemoryBound(to: Float.self) + kvHead * headDim
                     for j in 0..<length { row[j] = Vector.dot(q, keys + j * kvWidth, headDim) * scale }
                     Ops.softmax(row, count: length)
                     out.initialize(repeating: 0, count: headDim)
                     for j in 0..<length { Vector.accumulate(row[j], values + j * kvWidth, into: out, headDim) }
                     continue
                 }
+                let keys = view.keys + kvHead * headDim * 2
+                let values = view.values + kvHead * headDim * 2
                 Ops.roundToHalf(q, count: headDim)
                 let tiled = view.passTokens >= 2
                 for j in 0..<length {
-                    let k = keys + j * kvWidth
+                    let k = keys + j * kvWidth * 2
                     row[j] =
                         (tiled && headDim % 8 == 0 ? Half.tiledDot(k, q, headDim) : Half.dot(k, q, headDim)) * scale
                 }
@@ -143,30 +146,43 @@ public enum Attention {
                 }
                 let view = tokens[t]
                 let length = view.length
-                for j in 0..<length {
-                    let score =
-                        Vector.dot(latentQuery, view.keys + j * rank, rank)
-                        + Vector.dot(ropeQuery, view.values + j * ropeDim, ropeDim)
-                    row[j] = score * softmaxScale
-                }
-                Ops.softmax(row, count: length)
-                if precision == .f16 { Ops.roundToHalf(row, count: length) }
-                weights.map { ($0 + (h * count + t) * weightsStride).update(from: row, count: length) }
                 let out = output + (h * count + t) * rank
-                out.initialize(repeating: 0, count: rank)
-                for j in 0..<length { Vector.accumulate(row[j], view.keys + j * rank, into: out, rank) }
+                if precision == .f16 {
+                    for j in 0..<length {
+                        let score =
+                            Vector.dot(latentQuery, halves: view.keys + j * rank * 2, rank)
+                            + Vector.dot(ropeQuery, halves: view.values + j * ropeDim * 2, ropeDim)
+                        row[j] = score * softmaxScale
+                    }
+                    Ops.softmax(row, count: length)
+                    Ops.roundToHalf(row, count: length)
+                    out.initialize(repeating: 0, count: rank)
+                    for j in 0..<length { Vector.accumulate(row[j], halves: view.keys + j * rank * 2, into: out, rank) }
+                } else {
+                    let latents = view.keys.assumingMemoryBound(to: Float.self)
+                    let ropeKeys = view.values.assumingMemoryBound(to: Float.self)
+                    for j in 0..<length {
+                        let score =
+                            Vector.dot(latentQuery, latents + j * rank, rank)
+                            + Vector.dot(ropeQuery, ropeKeys + j * ropeDim, ropeDim)
+                        row[j] = score * softmaxScale
+                    }
+                    Ops.softmax(row, count: length)
+                    out.initialize(repeating: 0, count: rank)
+                    for j in 0..<length { Vector.accumulate(row[j], latents + j * rank, into: out, rank) }
+                }
+                weights.map { ($0 + (h * count + t) * weightsStride).update(from: row, count: length) }
             }
         }
     }
 
-    /// ggml's f16 dot products on x86 (half-precision values held as Float; products and sums in float32).
+    /// ggml's f16 dot products on x86 over half-precision cache rows (`HalfRows`; products and sums in float32).
     enum Half {
         /// `ggml_vec_dot_f16` (AVX2): four 8-lane accumulators over steps of 32, reduced as
         /// `GGML_F32x8_REDUCE` ((a₀+a₂) + (a₁+a₃), then the halves, then two horizontal adds); a tail
         /// past the last full step is added in Double.
         @inline(__always)
-        static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
-            let rx = UnsafeRawPointer(x)
+        static func dot(_ x: UnsafeRawPointer, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
             let ry = UnsafeRawPointer(y)
             var a0 = SIMD8<Float>()
             var a1 = SIMD8<Float>()
@@ -175,20 +191,21 @@ public enum Attention {
             let steps = n & ~31
             var i = 0
             while i < steps {
-                @inline(__always) func load(_ r: UnsafeRawPointer, _ k: Int) -> SIMD8<Float> {
-                    r.loadUnaligned(fromByteOffset: (i &+ 8 &* k) &* 4, as: SIMD8<Float>.self)
+                @inline(__always) func load(_ k: Int) -> SIMD8<Float> {
+                    ry.loadUnaligned(fromByteOffset: (i &+ 8 &* k) &* 4, as: SIMD8<Float>.self)
                 }
-                a0.addProduct(load(rx, 0), load(ry, 0))
-                a1.addProduct(load(rx, 1), load(ry, 1))
-                a2.addProduct(load(rx, 2), load(ry, 2))
-                a3.addProduct(load(rx, 3), load(ry, 3))
+                @inline(__always) func half(_ k: Int) -> SIMD8<Float> { HalfRows.load8(x, i &+ 8 &* k) }
+                a0.addProduct(half(0), load(0))
+                a1.addProduct(half(1), load(1))
+                a2.addProduct(half(2), load(2))
+                a3.addProduct(half(3), load(3))
                 i &+= 32
             }
             let s = (a0 + a2) + (a1 + a3)
             let t = s.lowHalf + s.highHalf
             var total = Double((t[0] + t[1]) + (t[2] + t[3]))
             while i < n {
-                total += Double(x[i] * y[i])
+                total += Double(HalfRows.load1(x, i) * y[i])
                 i &+= 1
             }
             return Float(total)
@@ -196,15 +213,12 @@ public enum Attention {
 
         /// tinyBLAS (llamafile's sgemm, 8-wide): one 8-lane accumulator, `hsum` at the end. n % 8 == 0.
         @inline(__always)
-        static func tiledDot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
-            let rx = UnsafeRawPointer(x)
+        static func tiledDot(_ x: UnsafeRawPointer, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
             let ry = UnsafeRawPointer(y)
             var acc = SIMD8<Float>()
             var i = 0
             while i < n {
-                acc.addProduct(
-                    rx.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self),
-                    ry.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self))
+                acc.addProduct(HalfRows.load8(x, i), ry.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self))
                 i &+= 8
             }
             return Ops.horizontalSum(acc)
@@ -218,7 +232,7 @@ public enum Attention {
         /// (`dot`) or of the single accumulator (`tiledDot`), done for all d at once. Positions past `length`
         /// have weight 0 in llama.cpp and leave every sum as it is.
         static func weightedSum(
-            _ weights: UnsafePointer<Float>, _ values: UnsafePointer<Float>, stride: Int, length: Int, headDim: Int,
+            _ weights: UnsafePointer<Float>, _ values: UnsafeRawPointer, stride: Int, length: Int, headDim: Int,
             tiled: Bool, slots: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<Float>
         ) {
             let used = tiled ? 8 : slotCount
@@ -226,17 +240,17 @@ public enum Attention {
             for j in 0..<length {
                 let slot = slots + (j % used) * headDim
                 let w = weights[j]
-                let v = values + j * stride
+                let v = values + j * stride * 2
                 var d = 0
                 while d + 8 <= headDim {
                     let r = UnsafeMutableRawPointer(slot + d)
                     var acc = r.loadUnaligned(as: SIMD8<Float>.self)
-                    acc.addProduct(UnsafeRawPointer(v + d).loadUnaligned(as: SIMD8<Float>.self), SIMD8(repeating: w))
+                    acc.addProduct(HalfRows.load8(v, d), SIMD8(repeating: w))
                     r.storeBytes(of: acc, as: SIMD8<Float>.self)
                     d += 8
                 }
                 while d < headDim {
-                    slot[d] = slot[d].addingProduct(v[d], w)
+                    slot[d] = slot[d].addingProduct(HalfRows.load1(v, d), w)
                     d += 1
                 }
             }

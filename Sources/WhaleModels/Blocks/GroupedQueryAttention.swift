@@ -55,16 +55,17 @@ struct GroupedQueryAttention: AttentionBlock {
             s.rope.apply(q + t * s.queryWidth, heads: s.heads, headDim: s.headDim, position: position)
             s.rope.apply(kt, heads: s.kvHeads, headDim: s.headDim, position: position)
             if s.precision == .f16 {
+                // What the half cache holds; the taps below show it.
                 Ops.roundToHalf(kt, count: s.keyWidth)
                 Ops.roundToHalf(vt, count: s.keyWidth)
             }
             let cache = pass.cache(t)
-            let keys = cache.keys(cacheLayer)
-            let values = cache.values(cacheLayer)
-            (keys + position * s.keyWidth).update(from: kt, count: s.keyWidth)
-            (values + position * s.keyWidth).update(from: vt, count: s.keyWidth)
+            cache.store(kt, stream: KVCache.firstStream, layer: cacheLayer, position: position)
+            cache.store(vt, stream: KVCache.secondStream, layer: cacheLayer, position: position)
             views[t] = Attention.TokenView(
-                keys: keys, values: values, length: position + 1, passTokens: pass.passTokens(t))
+                keys: cache.rows(stream: KVCache.firstStream, layer: cacheLayer),
+                values: cache.rows(stream: KVCache.secondStream, layer: cacheLayer), length: position + 1,
+                passTokens: pass.passTokens(t))
         }
         context.tap("q", layer, q, [n, s.queryWidth])
         context.tap("k", layer, k, [n, s.keyWidth])

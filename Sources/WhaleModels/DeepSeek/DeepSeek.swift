@@ -56,7 +56,9 @@ enum DeepSeek: Architecture {
             routing != nil && layer >= leadingDenseLayers && layer % moeLayerFrequency == 0
         }
 
-        var cacheLayout: KVCache.Layout { .latent(rank: attention.latentRank, ropeKeyWidth: attention.ropeDim) }
+        var cacheLayout: KVCache.Layout {
+            .latent(rank: attention.latentRank, ropeKeyWidth: attention.ropeDim, element: .init(attention.precision))
+        }
         /// Context shift turns the rope keys (one head of `ropeDim`) back.
         var rotatedPart: KVCache.RotatedPart {
             .init(stream: 1, heads: 1, headDim: attention.ropeDim, rope: attention.rope)
@@ -122,8 +124,10 @@ enum DeepSeek: Architecture {
         let c = try configuration(files)
         let a = c.attention
         return ModelInspection.CacheDescription(
-            bytesPerToken: c.layers * (a.latentRank + a.ropeDim) * MemoryLayout<Float>.size,
-            layout: "\(c.layers) layers × (\(a.latentRank) latent + \(a.ropeDim) rope key), MLA compressed")
+            bytesPerToken: c.layers * c.cacheLayout.bytesPerTokenAndLayer,
+            layout:
+                "\(c.cacheLayout.element.rawValue): \(c.layers) layers × (\(a.latentRank) latent + \(a.ropeDim) rope key), "
+                + "MLA compressed")
     }
 
     static func configuration(_ files: ModelFiles) throws -> Configuration {

@@ -82,35 +82,32 @@ struct LatentAttention: AttentionBlock {
         let views = arena.buffer(Attention.TokenView.self, count: n)  // [T]
         for t in 0..<n {
             let position = pass.positions[t]
-            let cache = pass.cache(t)
-            let latents = cache.latents(cacheLayer)
-            let ropeKeys = cache.ropeKeys(cacheLayer)
-            let latent = latents + position * s.latentRank  // [rank]
-            let ropeKey = ropeKeys + position * s.ropeDim  // [dr]
-            Ops.rmsNorm(
-                kv + t * kvWidth, weight: keyValueANorm, rows: 1, n: s.latentRank, eps: s.latentNormEps, output: latent)
-            ropeKey.update(from: kv + t * kvWidth + s.latentRank, count: s.ropeDim)
+            let latent = kv + t * kvWidth  // [rank], normalised in place
+            let ropeKey = latent + s.latentRank  // [dr], rotated in place
+            Ops.rmsNorm(latent, weight: keyValueANorm, rows: 1, n: s.latentRank, eps: s.latentNormEps, output: latent)
             s.rope.apply(ropeKey, heads: 1, headDim: s.ropeDim, position: position)
             s.rope.apply(q + t * s.queryWidth + s.nopeDim, heads: s.heads, headDim: s.queryHeadDim, position: position)
+            let cache = pass.cache(t)
             views[t] = Attention.TokenView(
-                keys: latents, values: ropeKeys, length: position + 1, passTokens: pass.passTokens(t))
+                keys: cache.rows(stream: KVCache.firstStream, layer: cacheLayer),
+                values: cache.rows(stream: KVCache.secondStream, layer: cacheLayer), length: position + 1,
+                passTokens: pass.passTokens(t))
         }
-        tapCacheRows(pass: pass, cacheLayer: cacheLayer, layer: layer, q: q, context: context)
-        if s.precision == .f16 {
-            // What an f16 cache stores (rounded after the taps, which show the values the layer computed).
-            for t in 0..<n {
-                let position = pass.positions[t]
-                let cache = pass.cache(t)
-                Ops.roundToHalf(cache.latents(cacheLayer) + position * s.latentRank, count: s.latentRank)
-                Ops.roundToHalf(cache.ropeKeys(cacheLayer) + position * s.ropeDim, count: s.ropeDim)
-            }
+        // The taps show the values the layer computed; an f16 cache stores them rounded to half.
+        tapCacheRows(kv, pass: pass, layer: layer, q: q, context: context)
+        for t in 0..<n {
+            let position = pass.positions[t]
+            let cache = pass.cache(t)
+            cache.store(kv + t * kvWidth, stream: KVCache.firstStream, layer: cacheLayer, position: position)
+            cache.store(
+                kv + t * kvWidth + s.latentRank, stream: KVCache.secondStream, layer: cacheLayer, position: position)
         }
         let attended = arena.floats(n * s.heads * s.valueDim)  // [T, heads, dv]
         switch s.form {
         case .absorbed:
             absorbed(q, pass: pass, views: views, layer: layer, into: attended, context: context)
         case .expanded:
-            expanded(q, pass: pass, views: views, into: attended, context: context)
+            expanded(q, pass: pass, views: views, cacheLayer: cacheLayer, into: attended, context: context)
         }
         context.linear(output, attended, tokens: n, into: projected)
     }
@@ -160,7 +157,7 @@ struct LatentAttention: AttentionBlock {
     /// for long contexts.
     private func expanded(
         _ q: UnsafeMutablePointer<Float>, pass: ForwardPass, views: UnsafePointer<Attention.TokenView>,
-        into attended: UnsafeMutablePointer<Float>, context: ForwardContext
+        cacheLayer: Int, into attended: UnsafeMutablePointer<Float>, context: ForwardContext
     ) {
         let s = shape
         let rank = s.latentRank
@@ -175,10 +172,15 @@ struct LatentAttention: AttentionBlock {
         let value = arena.floats(s.valueDim)  // [dv]
         let scores = arena.floats(pass.longestContext)  // [length]
         let out = arena.floats(s.valueDim)  // [dv]
+        let latents = arena.floats(pass.longestContext * rank)  // [length, rank]
+        let ropeKeys = arena.floats(pass.longestContext * s.ropeDim)  // [length, dr]
         for t in 0..<pass.count {
-            let latents = views[t].keys
-            let ropeKeys = views[t].values
             let length = views[t].length
+            let cache = pass.cache(t)
+            for j in 0..<length {
+                cache.load(stream: KVCache.firstStream, layer: cacheLayer, position: j, into: latents + j * rank)
+                cache.load(stream: KVCache.secondStream, layer: cacheLayer, position: j, into: ropeKeys + j * s.ropeDim)
+            }
             for h in 0..<s.heads {
                 let head = q + t * s.queryWidth + h * s.queryHeadDim
                 for j in 0..<length {
@@ -205,24 +207,20 @@ struct LatentAttention: AttentionBlock {
 
     /// Taps of what this pass wrote to the cache (`kv_latent`, `k_rope`) and the rotated query rope parts
     /// (`q_rope`), when taps are on.
+    /// - Parameter kv: `[T, rank + dr]`: each token's normalised latent and rotated rope key.
     private func tapCacheRows(
-        pass: ForwardPass, cacheLayer: Int, layer: Int, q: UnsafePointer<Float>, context: ForwardContext
+        _ kv: UnsafePointer<Float>, pass: ForwardPass, layer: Int, q: UnsafePointer<Float>, context: ForwardContext
     ) {
         guard context.taps != nil else { return }
         let s = shape
         let n = pass.count
+        let kvWidth = s.latentRank + s.ropeDim
         var latents = [Float](repeating: 0, count: n * s.latentRank)
         var ropeKeys = [Float](repeating: 0, count: n * s.ropeDim)
         var ropeQueries = [Float](repeating: 0, count: n * s.heads * s.ropeDim)
         for t in 0..<n {
-            let cache = pass.cache(t)
-            let position = pass.positions[t]
-            for i in 0..<s.latentRank {
-                latents[t * s.latentRank + i] = cache.latents(cacheLayer)[position * s.latentRank + i]
-            }
-            for i in 0..<s.ropeDim {
-                ropeKeys[t * s.ropeDim + i] = cache.ropeKeys(cacheLayer)[position * s.ropeDim + i]
-            }
+            for i in 0..<s.latentRank { latents[t * s.latentRank + i] = kv[t * kvWidth + i] }
+            for i in 0..<s.ropeDim { ropeKeys[t * s.ropeDim + i] = kv[t * kvWidth + s.latentRank + i] }
             for h in 0..<s.heads {
                 for i in 0..<s.ropeDim {
                     ropeQueries[(t * s.heads + h) * s.ropeDim + i] =

@@ -29,7 +29,9 @@ enum Llama: Architecture {
         var qkvBias: Bool
         var attention: GroupedQueryAttention.Shape
 
-        var cacheLayout: KVCache.Layout { .keysAndValues(width: attention.keyWidth) }
+        var cacheLayout: KVCache.Layout {
+            .keysAndValues(width: attention.keyWidth, element: .init(attention.precision))
+        }
     }
 
     static func load(_ files: ModelFiles, options: LoadOptions) throws -> TransformerDecoder {
@@ -44,8 +46,9 @@ enum Llama: Architecture {
     static func describeCache(_ c: Configuration) -> ModelInspection.CacheDescription {
         let a = c.attention
         return ModelInspection.CacheDescription(
-            bytesPerToken: c.layers * 2 * a.keyWidth * MemoryLayout<Float>.size,
-            layout: "\(c.layers) layers × \(a.kvHeads) kv heads × (\(a.headDim) key + \(a.headDim) value)")
+            bytesPerToken: c.layers * c.cacheLayout.bytesPerTokenAndLayer,
+            layout: "\(c.cacheLayout.element.rawValue): \(c.layers) layers × \(a.kvHeads) kv heads × "
+                + "(\(a.headDim) key + \(a.headDim) value)")
     }
 
     /// The configuration from GGUF metadata or config.json. `qkvBias` nil: config.json's `attention_bias`

@@ -1,0 +1,42 @@
+/// Rows of IEEE half-precision values, as an f16 cache stores them: widened to float exactly when read
+/// (every half is a float, so attention over a half cache gives the results it gave over the same values
+/// held as floats), rounded to nearest-even when written.
+public enum HalfRows {
+    /// Eight halves at `row + 2·index` bytes, as floats.
+    @inline(__always)
+    static func load8(_ row: UnsafeRawPointer, _ index: Int) -> SIMD8<Float> {
+        let bits = row.loadUnaligned(fromByteOffset: index &* 2, as: SIMD8<UInt16>.self)
+        return F16Weights.widen(SIMD8<Int32>(truncatingIfNeeded: bits))
+    }
+
+    /// Sixteen halves at `row + 2·index` bytes, as floats.
+    @inline(__always)
+    static func load16(_ row: UnsafeRawPointer, _ index: Int) -> SIMD16<Float> {
+        SIMD16(lowHalf: load8(row, index), highHalf: load8(row, index &+ 8))
+    }
+
+    /// The half at `row + 2·index` bytes, as a float.
+    @inline(__always)
+    static func load1(_ row: UnsafeRawPointer, _ index: Int) -> Float {
+        Float(Float16(bitPattern: row.loadUnaligned(fromByteOffset: index &* 2, as: UInt16.self)))
+    }
+
+    /// `count` halves as floats.
+    public static func widen(_ row: UnsafeRawPointer, count: Int, into values: UnsafeMutablePointer<Float>) {
+        var i = 0
+        while i &+ 8 <= count {
+            UnsafeMutableRawPointer(values + i).storeBytes(of: load8(row, i), as: SIMD8<Float>.self)
+            i &+= 8
+        }
+        while i < count {
+            values[i] = load1(row, i)
+            i &+= 1
+        }
+    }
+
+    /// `count` floats rounded to halves (nearest, ties to even: what `Float16(x)` and F16C do).
+    public static func narrow(_ values: UnsafePointer<Float>, count: Int, into row: UnsafeMutableRawPointer) {
+        let halves = row.assumingMemoryBound(to: UInt16.self)
+        for i in 0..<count { halves[i] = Float16(values[i]).bitPattern }
+    }
+}
