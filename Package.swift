@@ -2,21 +2,30 @@
 // Keep at 6.0: Debian trixie / Raspberry Pi OS ship Swift 6.0.3 for arm64.
 import PackageDescription
 
-/// Release builds need these for the kernels to reach memory bandwidth (see README, "Fast builds").
-/// On x86-64 the baseline is Haswell (AVX2, FMA, F16C: every x86 server and desktop since ~2015); without
-/// it half-precision conversion and fused multiply-add become library calls, several times slower.
-/// Build with `-Xswiftc -target-cpu -Xswiftc native` to use everything the build machine has (AVX-512, VNNI);
-/// with Swift 6.0, `-Xswiftc -Xcc -Xswiftc -march=native`.
+/// Release builds need these for the kernels to reach memory bandwidth (README, "Fast builds").
+/// `WHALE_CPU` picks the CPU the release build targets (any name clang's `-march` / `-mcpu` takes, or
+/// `native`); the defaults:
+/// - `native`, the build machine's own CPU, as llama.cpp's GGML_NATIVE default: on x86-64 whatever it has
+///   (AVX2, FMA, F16C; AVX-512 and VNNI where present), on a Raspberry Pi 5 (Cortex-A76) NEON with the int8
+///   dot-product instructions (`sdot`), which a Pi 4 (Cortex-A72) lacks.
+/// - For a binary that runs elsewhere: `WHALE_CPU=haswell` (x86-64 with AVX2, FMA and F16C: every x86 server
+///   and desktop since ~2015; without these half-precision conversion and fused multiply-add become library
+///   calls, several times slower), `WHALE_CPU=cortex-a76` (a Pi 5), `WHALE_CPU=generic` (any arm64).
+let targetCPU: String? = Context.environment["WHALE_CPU"]
 #if arch(x86_64)
     #if compiler(>=6.1)
-        let cpuFlags = ["-target-cpu", "haswell"]
+        let cpuFlags = ["-target-cpu", targetCPU ?? "native"]
     #else
         /// Swift 6.0 (Debian trixie's `swiftlang` 6.0.3) turns `-target-cpu` into clang's `-mcpu=`, which clang
         /// rejects on x86-64 ("unsupported option '-mcpu=' for target 'x86_64-pc-linux-gnu'"), failing every
         /// file. Swift's code generation takes its CPU and features from the clang importer's target, so
-        /// setting the CPU there gives the same Haswell code (ymm, vfmadd, vcvtph2ps; no fmaf calls).
-        let cpuFlags = ["-Xcc", "-march=haswell"]
+        /// setting the CPU there gives the same code (ymm, vfmadd, vcvtph2ps; no fmaf calls).
+        let cpuFlags = ["-Xcc", "-march=\(targetCPU ?? "native")"]
     #endif
+#elseif arch(arm64)
+    /// Through the clang importer, whose target Swift's code generation uses (as on x86-64 with Swift 6.0):
+    /// clang resolves `native` from /proc/cpuinfo, every Swift version takes `-mcpu` on arm64.
+    let cpuFlags = ["-Xcc", "-mcpu=\(targetCPU ?? "native")"]
 #else
     let cpuFlags: [String] = []
 #endif

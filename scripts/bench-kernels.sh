@@ -4,7 +4,7 @@
 # of the thread pool, plus the matmul-only time of a whole decode step and a 64-token prompt chunk.
 #   scripts/bench-kernels.sh [seconds per measurement] [types, e.g. Q4_1,Q8_0]   (default 0.3, all)
 #   WHALE_TARGET_CPU=haswell scripts/bench-kernels.sh     (default native; "package" = Package.swift's own
-#                                                          baseline, Haswell on x86-64)
+#                                                          choice, WHALE_CPU or native)
 #   WHALE_EXTRA_FLAGS="-Xllvm -inline-threshold=1000" …   (extra swiftc flags, to compare builds)
 # The benchmark is scripts/bench/main.swift, built in release in a throwaway package under /tmp that depends
 # on this checkout by path, so it sees the same module boundaries and package flags as the whale binary.

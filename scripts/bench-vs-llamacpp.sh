@@ -41,14 +41,16 @@ if [ ! -x "$bench" ]; then
     echo "bench-vs-llamacpp: no llama-bench at $bench; run scripts/build-llama-cpp.sh or set LLAMA_BENCH" >&2
     exit 2
 fi
-swift build -c release --product whale > /dev/null
+out=${WHALE_BENCH_OUT:-$(mktemp -d)}
+mkdir -p "$out"
+swift build -c release --product whale > "$out/build.log" 2>&1 || {
+    tail -n 30 "$out/build.log" >&2
+    exit 1
+}
 whale=.build/release/whale
 if [ -z "$threads" ]; then
     threads=$(python3 -c 'import os; print(len({open(f"/sys/devices/system/cpu/cpu{c}/topology/core_cpus_list").read() for c in os.sched_getaffinity(0)}))' 2> /dev/null || nproc)
 fi
-out=${WHALE_BENCH_OUT:-$(mktemp -d)}
-mkdir -p "$out"
-
 for round in $(seq "$rounds"); do
     for model in "$@"; do
         name=$(basename "$model")

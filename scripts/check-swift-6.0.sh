@@ -46,9 +46,6 @@ work=$repo/.build-swift-6.0
 # for --static-swift-stdlib (what a Pi user gets from the same apt line); git and ca-certificates for the
 # package dependencies.
 packages="swiftlang libc6-dev libstdc++-14-dev git ca-certificates"
-# Written into the root when it is complete; a root with a different stamp (or none: an interrupted setup) is
-# rebuilt, so changing the package list above refreshes every cached root.
-stamp="debian trixie amd64: $packages"
 
 if [ "$(id -u)" != 0 ]; then
     echo "check-swift-6.0: must run as root (debootstrap, mount, chroot)" >&2
@@ -60,146 +57,18 @@ if [ "$(uname -m)" != x86_64 ]; then
     exit 2
 fi
 
-phase_start=$SECONDS
-timings=()
-# Prints how long the phase that just ended took, and keeps it for the summary at the end.
-phase_done() {
-    local line
-    line=$(printf '%-40s %4d s' "$1" $((SECONDS - phase_start)))
-    echo "==> $line" >&2
-    timings+=("$line")
-    phase_start=$SECONDS
-}
-
-# Mounts made by this script, unmounted in reverse order on exit, whatever the exit path: a mount left behind
-# would keep the host's /dev or the package mirror reachable from a root that later runs delete or rebuild.
-mounted=()
-unmount_all() {
-    local i
-    for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
-        umount "${mounted[i]}" 2> /dev/null || umount -l "${mounted[i]}" || true
-    done
-    mounted=()
-}
-trap unmount_all EXIT
-# Interrupted (Ctrl-C, a CI timeout): exit normally so that the EXIT trap unmounts.
-trap 'exit 130' INT
-trap 'exit 143' TERM
-# mount_in ROOT TARGET SOURCE [mount options...]
-mount_in() {
-    local target=$1/$2
-    mkdir -p "$target"
-    mount "${@:4}" "$3" "$target"
-    mounted+=("$target")
-}
-# The kernel file systems that apt, dpkg and swift expect inside a chroot.
-mount_system() {
-    mount_in "$1" proc proc -t proc
-    mount_in "$1" sys sysfs -t sysfs
-    mount_in "$1" dev /dev --bind
-    mount_in "$1" dev/pts devpts -t devpts
-    mount_in "$1" dev/shm tmpfs -t tmpfs
-    # Name resolution for apt (the root's own resolv.conf is debootstrap's copy of the host's at creation).
-    cp -L /etc/resolv.conf "$1/etc/resolv.conf" 2> /dev/null || true
-}
-# Runs a shell command inside a root with a clean environment (nothing of the host's leaks in).
-in_root() {
-    chroot "$1" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive \
-        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/bash -c "$2"
-}
-# Mount points at or under a directory, deepest first.
-mounts_under() {
-    findmnt -rn -o TARGET | awk -v p="$1" '$0 == p || index($0, p "/") == 1' | sort -r
-}
-# Refuses to delete a directory that still has something mounted under it (rm would follow into /dev or the
-# package mirror), then deletes it without crossing into other file systems either way.
-remove_root() {
-    if [ -n "$(mounts_under "$1")" ]; then
-        echo "check-swift-6.0: something is still mounted under $1; unmount it first" >&2
-        exit 1
-    fi
-    rm -rf --one-file-system "$1"
-}
-
-# The Debian mirror the host's apt already uses: the first uncommented `deb URL …` line (one-line format) or
-# `URIs: URL` field (deb822) whose URL ends in /debian. Read here rather than written down, so the script works
-# behind whatever mirror or proxy each machine is set up with.
-debian_mirror() {
-    { cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2> /dev/null ||
-        true; } | awk '
-        /^[[:space:]]*#/ { next }
-        /^[[:space:]]*(deb|URIs:)[[:space:]]/ {
-            for (i = 2; i <= NF; i++) if ($i ~ /^(https?|file):\/\/.*\/debian\/?$/) { print $i; exit }
-        }'
-}
-
-# The host directory that its git config redirects https://github.com/ to (e.g. a local mirror of the Swift
-# packages, for machines without GitHub access), if there is one.
-swift_packages_mirror() {
-    git config --get-regexp '^url\..*\.insteadof$' 2> /dev/null |
-        awk '$2 == "https://github.com/" { sub(/^url\./, "", $1); sub(/\.insteadof$/, "", $1); print $1; exit }' ||
-        true
-}
-
-# Concurrent runs (two CI jobs on one machine) would mount into and rebuild the same root: take turns.
-mkdir -p "$(dirname "$root")"
-exec 9> "$root.lock"
-flock 9
-# Holding the lock, nothing else uses the root: mounts still there are left over from a run that was killed
-# (SIGKILL skips the trap). Unmount them rather than stack new ones on top.
-for stale in $(mounts_under "$root") $(mounts_under "$root.partial"); do umount -l "$stale" || true; done
+script=check-swift-6.0
+# shellcheck source=lib/debian-root.sh
+. scripts/lib/debian-root.sh
 
 # 1. The root: reused when complete, built otherwise.
-if [ "$(cat "$root/.bluewhale-stamp" 2> /dev/null)" != "$stamp" ]; then
-    # Built under another name and renamed when complete, so an interrupted setup is never mistaken for a
-    # cached root.
-    partial=$root.partial
-    remove_root "$partial"
-    if ! command -v debootstrap > /dev/null; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap > /dev/null
-    fi
-    phase_done "host tools (debootstrap)"
-    mirror=${WHALE_DEBIAN_MIRROR:-$(debian_mirror)}
-    if [ -z "$mirror" ]; then
-        echo "check-swift-6.0: no Debian mirror in /etc/apt/sources.list*; set WHALE_DEBIAN_MIRROR" >&2
-        exit 2
-    fi
-    # minbase: no priority-important packages, the build needs none of them.
-    debootstrap --arch=amd64 --variant=minbase trixie "$partial" "$mirror" > "$partial.log" 2>&1 || {
-        tail -n 30 "$partial.log" >&2
-        exit 1
-    }
-    phase_done "debootstrap trixie amd64"
-    mount_system "$partial"
-    in_root "$partial" "apt-get update -qq && apt-get install -y -qq --no-install-recommends $packages > /dev/null &&
-        apt-get clean && swift --version"
-    unmount_all
-    echo "$stamp" > "$partial/.bluewhale-stamp"
-    remove_root "$root"
-    mv "$partial" "$root"
-    rm -f "$partial.log"
-    phase_done "install swiftlang into the root"
-else
-    echo "==> reusing $root" >&2
-fi
+ensure_root amd64 "$root" "$packages"
 
-# 2. The package, copied (a read-only bind mount would not do: SwiftPM writes Package.resolved next to
-# Package.swift). Only what the build reads, so the models directory and the host's .build stay out.
-rm -rf "$work"
-mkdir -p "$work/src"
-cp -a Package.swift Sources Tests "$work/src/"
-if [ -f Package.resolved ]; then cp -a Package.resolved "$work/src/"; fi
+# 2. The package, copied; the host's mirror of Swift packages mounted.
+copy_package "$work"
 mount_system "$root"
 mount_in "$root" bluewhale "$work" --bind
-packages_mirror=${WHALE_SWIFT_PACKAGES:-$(swift_packages_mirror)}
-if [ -n "$packages_mirror" ] && [ -d "$packages_mirror" ]; then
-    # Read-only: a build must never change the host's mirror.
-    mount_in "$root" mirror "$packages_mirror" --bind -o ro
-    in_root "$root" 'git config --system --replace-all url./mirror/.insteadOf https://github.com/'
-else
-    in_root "$root" 'git config --system --unset-all url./mirror/.insteadOf || true'
-fi
+mount_packages_mirror "$root"
 in_root "$root" 'swift --version 2>&1 | head -n 1' >&2
 phase_done "copy package, mount"
 
@@ -250,8 +119,7 @@ for config in $configs; do
     phase_done "swift build -c $config"
 done
 
-echo "==> timings:" >&2
-printf '    %s\n' "${timings[@]}" >&2
+print_timings
 if [ "$failed" != 0 ]; then
     echo "check-swift-6.0: FAILED (full logs: $work/*.log)" >&2
     exit 1
