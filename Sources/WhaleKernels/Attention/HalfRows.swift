@@ -5,8 +5,8 @@ public enum HalfRows {
     /// Eight halves at `row + 2·index` bytes, as floats.
     @inline(__always)
     static func load8(_ row: UnsafeRawPointer, _ index: Int) -> SIMD8<Float> {
-        let bits = row.loadUnaligned(fromByteOffset: index &* 2, as: SIMD8<UInt16>.self)
-        return F16Weights.widen(SIMD8<Int32>(truncatingIfNeeded: bits))
+        // One instruction with F16C (x86-64 since Haswell: `vcvtph2ps`) or on ARM (`fcvtl`).
+        SIMD8<Float>(row.loadUnaligned(fromByteOffset: index &* 2, as: SIMD8<Float16>.self))
     }
 
     /// Sixteen halves at `row + 2·index` bytes, as floats.
