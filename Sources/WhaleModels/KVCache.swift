@@ -83,10 +83,16 @@ public final class KVCache {
         self.capacity = capacity
         self.rotated = rotated
         widths = layout.streams.map(\.width)
-        let bytes = layout.element.bytes
+        let element = layout.element
         storage = widths.map { width in
             (0..<layers).map { _ in
-                .allocate(byteCount: max(capacity * width * bytes, 1), alignment: 64)
+                let count = max(capacity * width, 1)
+                let rows = UnsafeMutableRawPointer.allocate(byteCount: count * element.bytes, alignment: 64)
+                switch element {
+                case .f32: rows.bindMemory(to: Float.self, capacity: count)
+                case .f16: rows.bindMemory(to: UInt16.self, capacity: count)
+                }
+                return rows
             }
         }
     }
