@@ -15,6 +15,15 @@ import Testing
         FileManager.default.temporaryDirectory.appendingPathComponent("whale-kld-\(UUID().uuidString)-\(name)").path
     }
 
+    /// `whale perplexity MODEL` on the fixtures' text as the llama.cpp base file was made (4 chunks of 64),
+    /// writing its log-probabilities to `path`.
+    func writeBase(model: String, to path: String) throws -> Whale.Result {
+        try Whale.run([
+            "perplexity", model, "-f", Self.text, "--ctx", "64", "--chunks", "4", "-t", "1", "--kl-divergence-base",
+            path,
+        ])
+    }
+
     /// "Label : value ± error" lines of the statistics, by label.
     func statistics(_ output: String) -> [String: Double] {
         var values: [String: Double] = [:]
@@ -35,10 +44,7 @@ import Testing
     @Test func baseFileMatchesLlamaPerplexity() throws {
         let path = temporaryFile("base.kld")
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let result = try Whale.run([
-            "perplexity", Self.f32, "-f", Self.text, "--ctx", "64", "--chunks", "4", "-t", "1",
-            "--kl-divergence-base", path,
-        ])
+        let result = try writeBase(model: Self.f32, to: path)
         #expect(result.status == 0, "\(result.stderr)")
         let ours = try Data(contentsOf: URL(fileURLWithPath: path))
         let theirs = try Data(contentsOf: URL(fileURLWithPath: Self.llamaBase))
@@ -107,10 +113,7 @@ import Testing
     @Test func aModelAgainstItselfHasNoDivergence() throws {
         let path = temporaryFile("self.kld")
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let write = try Whale.run([
-            "perplexity", Self.q8, "-f", Self.text, "--ctx", "64", "--chunks", "4", "-t", "1",
-            "--kl-divergence-base", path,
-        ])
+        let write = try writeBase(model: Self.q8, to: path)
         #expect(write.status == 0, "\(write.stderr)")
         let read = try Whale.run(["perplexity", Self.q8, "--kl-divergence-base", path, "--kl-divergence", "-t", "1"])
         #expect(read.status == 0, "\(read.stderr)")

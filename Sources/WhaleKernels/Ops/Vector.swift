@@ -14,15 +14,21 @@ enum Vector {
                 rb.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self))
             i &+= 16
         }
-        let half = accumulator.lowHalf + accumulator.highHalf
-        let quarter = half.lowHalf + half.highHalf
-        let pair = quarter.lowHalf + quarter.highHalf
-        var total = pair[0] + pair[1]
+        var total = halvingSum(accumulator)
         while i < n {
             total += a[i] * b[i]
             i &+= 1
         }
         return total
+    }
+
+    /// The 16 lanes summed as a halving tree (the order `dot` states).
+    @inline(__always)
+    static func halvingSum(_ accumulator: SIMD16<Float>) -> Float {
+        let half = accumulator.lowHalf + accumulator.highHalf
+        let quarter = half.lowHalf + half.highHalf
+        let pair = quarter.lowHalf + quarter.highHalf
+        return pair[0] + pair[1]
     }
 
     /// out[i] += w · v[i].
@@ -57,10 +63,7 @@ enum Vector {
                 ra.loadUnaligned(fromByteOffset: i &* 4, as: SIMD16<Float>.self), HalfRows.load16(b, i))
             i &+= 16
         }
-        let half = accumulator.lowHalf + accumulator.highHalf
-        let quarter = half.lowHalf + half.highHalf
-        let pair = quarter.lowHalf + quarter.highHalf
-        var total = pair[0] + pair[1]
+        var total = halvingSum(accumulator)
         while i < n {
             total += a[i] * HalfRows.load1(b, i)
             i &+= 1
