@@ -106,7 +106,8 @@ import Testing
         let ourLabels = result.stdout.split(separator: "\n").compactMap {
             $0.split(separator: ":").first.map(String.init)
         }
-        #expect(ourLabels.suffix(labels.count) == labels[...])
+        let ourTail: [String] = Array(ourLabels.suffix(labels.count))
+        #expect(ourTail == Array(labels))
     }
 
     /// A model measured against its own base file: no divergence beyond the file's 16-bit rounding.

@@ -25,7 +25,8 @@ import WhaleCore
             let logprob = logprobs[i + 1].double ?? .nan
             #expect(abs(logprob - expected) < 1e-4)
         }
-        #expect(json["top"]?.array?.count == ids.count)
+        let topCount: Int? = json["top"]?.array?.count
+        #expect(topCount == ids.count)
     }
 
     @Test func runWithTokensAndSeed() throws {
@@ -118,7 +119,8 @@ import WhaleCore
         #expect(kvLatent["shape"] == .array([.integer(4), .integer(32)]))
         let file = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + (kvLatent["file"]?.string ?? "")))
         // NumPy 1.0 header (magic, version, header length) then 4 × 32 float32 values, header padded to 64.
-        #expect(file.prefix(6) == Data([0x93] + Array("NUMPY".utf8)))
+        let magic: [UInt8] = [0x93] + Array("NUMPY".utf8)
+        #expect(Array(file.prefix(6)) == magic)
         #expect(file.count % 64 == (4 * 32 * 4) % 64 && file.count > 4 * 32 * 4)
         #expect(taps.contains { $0["name"]?.string == "result_output" && $0["layer"] == .null })
     }
@@ -162,7 +164,8 @@ import WhaleCore
         ])
         #expect(json.status == 0, "\(json.stderr)")
         let tests = (try JSONValue.parse(json.stdout).array ?? []).compactMap { $0.object }
-        #expect(tests.map { $0["test"]?.string ?? "" } == ["pp16", "tg4", "pp16 @ d8", "tg4 @ d8"])
+        let testNames: [String] = tests.map { (test: JSONObject) -> String in test["test"]?.string ?? "" }
+        #expect(testNames == ["pp16", "tg4", "pp16 @ d8", "tg4 @ d8"])
         for test in tests {
             #expect((test["tokens_per_second"]?.double ?? 0) > 0)
             #expect(test["samples_seconds"]?.array?.count == 2)

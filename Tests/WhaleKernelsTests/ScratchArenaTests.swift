@@ -41,6 +41,7 @@ import WhaleKernels
         arena.reset()
         let d = arena.floats(3)
         let e = arena.floats(7)
-        #expect(UnsafeRawPointer(e) - UnsafeRawPointer(d) >= 12)
+        let gap: Int = UnsafeRawPointer(e) - UnsafeRawPointer(d)
+        #expect(gap >= 12)
     }
 }
