@@ -91,8 +91,10 @@ let package = Package(
             name: "WhaleEngine",
             dependencies: ["WhaleCore", "WhaleFormats", "WhaleKernels", "WhaleModels", "WhaleTokenizer"],
             swiftSettings: releaseFlags),
+        /// Header only: the build target's CPU features as constants the kernels branch on at compile time.
+        .target(name: "WhaleCPUFeatures"),
         .target(
-            name: "WhaleKernels", dependencies: ["WhaleCore"], swiftSettings: kernelFlags,
+            name: "WhaleKernels", dependencies: ["WhaleCore", "WhaleCPUFeatures"], swiftSettings: kernelFlags,
             linkerSettings: [.linkedLibrary("m")]),
         .executableTarget(
             name: "whale",

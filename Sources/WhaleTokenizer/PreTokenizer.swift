@@ -100,7 +100,9 @@ enum GGUFPreTokenizer {
         case "llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral": ([llama3], true)
         case "deepseek-llm": (deepseekLLM, false)
         case "deepseek-coder": (deepseekCoder, false)
-        case "deepseek-v3": (deepseekV3, false)
+        // llama.cpp's converter names DeepSeek-V3's tokenizer "joyai-llm" since JoyAI-LLM shipped the same
+        // one (same hash; llama.cpp gives both the same pre-tokenizer): recent DeepSeek-V3-family GGUFs carry it.
+        case "deepseek-v3", "joyai-llm": (deepseekV3, false)
         case "gpt-2", "phi-2": ([gpt2], false)
         case "qwen2", "deepseek-r1-qwen", "stablelm2", "megrez": ([qwen2], false)
         case "smollm", "starcoder", "refact", "command-r", "codeshell": ([#"\p{N}"#, gpt2], false)

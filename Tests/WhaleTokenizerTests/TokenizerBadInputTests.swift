@@ -114,6 +114,15 @@ import WhaleTokenizer
         #expect(tokenizer.encode("a1") == [Int(UInt8(ascii: "a")), Int(UInt8(ascii: "1"))])
     }
 
+    /// "joyai-llm" is what llama.cpp's converter now writes for DeepSeek-V3's tokenizer.
+    @Test func joyaiLLMIsDeepSeekV3() throws {
+        let joyai = try Tokenizer.load(try ggufVocabulary(model: "gpt2", pre: "joyai-llm"))
+        let deepseek = try Tokenizer.load(try ggufVocabulary(model: "gpt2", pre: "deepseek-v3"))
+        let text = "DeepSeek-V3: 12345 tokens!\n"
+        #expect(joyai.encode(text) == deepseek.encode(text))
+        #expect(joyai.encode(text).count == text.utf8.count)
+    }
+
     @Test func unknownGGUFPreTokenizerIsNamed() throws {
         do {
             _ = try Tokenizer.load(try ggufVocabulary(model: "gpt2", pre: "chameleon"))

@@ -5,6 +5,11 @@
 // multiplied by the 6-bit (Q4_K) or int8 (Q6_K) group scales and accumulated; Q4_K's minimums and Q6_K's
 // −32 offset are applied with the activations' 16-element sums (ggml's `bsums`). One float multiply per
 // super-block remains, so results differ from ggml's 8-lane float sums ([BLOCK_DOT_ORDER]) only in rounding.
+//
+// Where the target has byte dot products (`ByteDotProduct`, AVX-512 VNNI) the kernels take 64 packed bytes of
+// codes at a time as unsigned bytes against int8 activations, one instruction per 64 products, the group
+// scales applied to the 4-product lane sums; the float steps then differ (one conversion per super-block,
+// lanes summed at the end of the row), integer sums stay exact.
 
 enum KQuantKernels {
     static func rows(_ job: LinearJob, _ x: QuantizedActivations, rows: Range<Int>) {
@@ -23,6 +28,10 @@ enum KQuantKernels {
     static func q4_K(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
         // Constant token counts (4, then 1) let each inlined copy drop the per-token branches.
         var t = 0
+        if x.sizes.byteValues {
+            tokenTiles(job, rows) { row, token, count in q4KRowBytes(row, x, token: token, count: count) }
+            return
+        }
         while job.tokens &- t >= 4 {
             for r in rows {
                 let sums = q4KRow(job.weights + r &* job.rowBytes, x, token: t, count: 4)
@@ -125,6 +134,10 @@ enum KQuantKernels {
     static func q6_K(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
         // Constant token counts (4, then 1) let each inlined copy drop the per-token branches.
         var t = 0
+        if x.sizes.byteValues {
+            tokenTiles(job, rows) { row, token, count in q6KRowBytes(row, x, token: token, count: count) }
+            return
+        }
         while job.tokens &- t >= 4 {
             for r in rows {
                 let sums = q6KRow(job.weights + r &* job.rowBytes, x, token: t, count: 4)
@@ -210,6 +223,177 @@ enum KQuantKernels {
             if count > 2 { sums[2] += finish(i2, 2) }
             if count > 3 { sums[3] += finish(i3, 3) }
         }
+        return sums
+    }
+}
+
+// MARK: Byte kernels (AVX-512 VNNI)
+
+extension KQuantKernels {
+    /// Rows `rows` for every token, four tokens per pass over a row while four remain, then one at a time;
+    /// `row(weights, token, count)` returns the first `count` lanes. The constant counts let each inlined
+    /// copy of `row` drop its per-token branches.
+    @inline(__always)
+    static func tokenTiles(
+        _ job: LinearJob, _ rows: Range<Int>, _ row: (UnsafeRawPointer, Int, Int) -> SIMD4<Float>
+    ) {
+        var t = 0
+        while job.tokens &- t >= 4 {
+            for r in rows {
+                let sums = row(job.weights + r &* job.rowBytes, t, 4)
+                for k in 0..<4 { job.output[(t &+ k) &* job.rows &+ r] = sums[k] }
+            }
+            t &+= 4
+        }
+        while t < job.tokens {
+            for r in rows { job.output[t &* job.rows &+ r] = row(job.weights + r &* job.rowBytes, t, 1)[0] }
+            t &+= 1
+        }
+    }
+
+    /// Int32 → Float, exact for |v| < 2²²: adding 2²³ + 2²² puts v in the mantissa of a float.
+    @inline(__always)
+    static func exactFloat(_ v: SIMD16<Int32>) -> SIMD16<Float> {
+        unsafeBitCast(v &+ 0x4B40_0000, to: SIMD16<Float>.self) - SIMD16(repeating: 12_582_912)
+    }
+
+    /// Sum of 16 lanes as a halving tree.
+    @inline(__always)
+    static func horizontalSum(_ v: SIMD16<Float>) -> Float {
+        let eight: SIMD8<Float> = v.lowHalf + v.highHalf
+        let four: SIMD4<Float> = eight.lowHalf + eight.highHalf
+        let two: SIMD2<Float> = four.lowHalf + four.highHalf
+        return two[0] + two[1]
+    }
+
+    /// Q4_K with byte dot products. Per super-block the 128 code bytes are two 64-byte loads; the low nibbles
+    /// of the first are elements 0–31 and 64–95 (groups 0 and 2), its high nibbles 32–63 and 96–127
+    /// (groups 1 and 3), and likewise for the second with groups 4–7; the activations are stored in that
+    /// order. Each 32-bit lane of a product holds four elements of one group, so the group scales multiply
+    /// lanes: eight lanes of one scale, eight of the other. Bounds: a lane's Σ is below 4 · 15 · 127, times
+    /// a scale ≤ 63, four of them: < 2²¹, exact in a float.
+    @inline(__always)
+    static func q4KRowBytes(_ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int)
+        -> SIMD4<Float>
+    {
+        var dots = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+        var minimums = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
+        let firstOfPair = SIMD16<UInt32>(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16)
+        let secondOfPair: SIMD16<UInt32> = firstOfPair &+ 8
+        let byteShifts = SIMD4<UInt32>(0, 8, 16, 24)
+        let groupsPerToken = x.sizes.groupsPerToken
+        for b in 0..<x.sizes.blocks {
+            let block = w + b &* 144
+            let (scales, mins) = q4KScales(block)
+            let d = Dequantize.half(block, 0)
+            let dmin = Dequantize.half(block, 2)
+            let scalesLow = SIMD16<UInt32>(repeating: UInt32(truncatingIfNeeded: scales))
+            let scalesHigh = SIMD16<UInt32>(repeating: UInt32(truncatingIfNeeded: scales &>> 32))
+            let scale0 = unsafeBitCast((scalesLow &>> firstOfPair) & 0xFF, to: SIMD16<Int32>.self)
+            let scale1 = unsafeBitCast((scalesLow &>> secondOfPair) & 0xFF, to: SIMD16<Int32>.self)
+            let scale2 = unsafeBitCast((scalesHigh &>> firstOfPair) & 0xFF, to: SIMD16<Int32>.self)
+            let scale3 = unsafeBitCast((scalesHigh &>> secondOfPair) & 0xFF, to: SIMD16<Int32>.self)
+            let minsLow = SIMD4<UInt32>(repeating: UInt32(truncatingIfNeeded: mins)) &>> byteShifts
+            let minsHigh = SIMD4<UInt32>(repeating: UInt32(truncatingIfNeeded: mins &>> 32)) &>> byteShifts
+            let groupMins = unsafeBitCast(SIMD8(lowHalf: minsLow, highHalf: minsHigh) & 0xFF, to: SIMD8<Int32>.self)
+            let codes0 = (block + 16).loadUnaligned(as: SIMD16<UInt32>.self)
+            let codes1 = (block + 80).loadUnaligned(as: SIMD16<UInt32>.self)
+            let nibbles0: SIMD16<UInt32> = codes0 & 0x0F0F_0F0F
+            let nibbles1: SIMD16<UInt32> = (codes0 &>> 4) & 0x0F0F_0F0F
+            let nibbles2: SIMD16<UInt32> = codes1 & 0x0F0F_0F0F
+            let nibbles3: SIMD16<UInt32> = (codes1 &>> 4) & 0x0F0F_0F0F
+            @inline(__always) func accumulate(_ dot: inout SIMD16<Float>, _ minimum: inout SIMD8<Float>, _ k: Int) {
+                let t = token &+ k
+                let y = x.bytes(token: t) + b &* 256
+                let p0 = ByteDotProduct.accumulate(.zero, nibbles0, y.loadUnaligned(as: SIMD16<UInt32>.self))
+                let p1 = ByteDotProduct.accumulate(
+                    .zero, nibbles1, y.loadUnaligned(fromByteOffset: 64, as: SIMD16<UInt32>.self))
+                let p2 = ByteDotProduct.accumulate(
+                    .zero, nibbles2, y.loadUnaligned(fromByteOffset: 128, as: SIMD16<UInt32>.self))
+                let p3 = ByteDotProduct.accumulate(
+                    .zero, nibbles3, y.loadUnaligned(fromByteOffset: 192, as: SIMD16<UInt32>.self))
+                let firstHalf: SIMD16<Int32> = scale0 &* p0 &+ scale1 &* p1
+                let secondHalf: SIMD16<Int32> = scale2 &* p2 &+ scale3 &* p3
+                let yd = x.scales(token: t).load(fromByteOffset: b &* 4, as: Float.self)
+                dot.addProduct(exactFloat(firstHalf &+ secondHalf), SIMD16(repeating: d * yd))
+                let sixteens = UnsafeRawPointer(x.groupSums + (t &* groupsPerToken &+ b &* 16))
+                    .loadUnaligned(as: SIMD16<Int32>.self)
+                let groupSums: SIMD8<Int32> = sixteens.evenHalf &+ sixteens.oddHalf
+                minimum.addProduct(
+                    LegacyKernels.exactFloat(groupMins &* groupSums), SIMD8(repeating: dmin * yd))
+            }
+            accumulate(&dots.0, &minimums.0, 0)
+            if count > 1 { accumulate(&dots.1, &minimums.1, 1) }
+            if count > 2 { accumulate(&dots.2, &minimums.2, 2) }
+            if count > 3 { accumulate(&dots.3, &minimums.3, 3) }
+        }
+        @inline(__always) func total(_ dot: SIMD16<Float>, _ minimum: SIMD8<Float>) -> Float {
+            horizontalSum(dot) - LegacyKernels.horizontalSum(minimum)
+        }
+        var sums = SIMD4<Float>()
+        sums[0] = total(dots.0, minimums.0)
+        if count > 1 { sums[1] = total(dots.1, minimums.1) }
+        if count > 2 { sums[2] = total(dots.2, minimums.2) }
+        if count > 3 { sums[3] = total(dots.3, minimums.3) }
+        return sums
+    }
+
+    /// Q6_K with byte dot products. Per half super-block: 64 bytes of low nibbles (elements 0–63 in their low
+    /// nibbles, 64–127 in their high ones) and 32 bytes of high bit pairs make two vectors of 64 unsigned
+    /// 6-bit codes in natural order; each product starts from the activations' `laneSums` (−32 · Σ of the
+    /// lane's four values), which applies the −32 offset. The 16-element groups' scales multiply lanes, four
+    /// lanes each. Bounds: a lane is at most 4 · 32 · 127 in magnitude, times a scale ≤ 128, two of them:
+    /// < 2²², exact in a float — so each half is converted on its own.
+    @inline(__always)
+    static func q6KRowBytes(_ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int)
+        -> SIMD4<Float>
+    {
+        var dots = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+        // Left shifts that put byte i / 4 of a word on top of lane i, for an arithmetic shift back.
+        let scaleShifts = SIMD16<UInt32>(24, 24, 24, 24, 16, 16, 16, 16, 8, 8, 8, 8, 0, 0, 0, 0)
+        for b in 0..<x.sizes.blocks {
+            let block = w + b &* 210
+            let d = Dequantize.half(block, 208)
+            for half in 0..<2 {
+                let lowBits = (block + 64 &* half).loadUnaligned(as: SIMD16<UInt32>.self)
+                let highBits = (block + (128 &+ 32 &* half)).loadUnaligned(as: SIMD8<UInt32>.self)
+                let highOfFirst: SIMD16<UInt32> = SIMD16(lowHalf: highBits, highHalf: highBits &>> 2) & 0x0303_0303
+                let highOfSecond: SIMD16<UInt32> =
+                    SIMD16(lowHalf: highBits &>> 4, highHalf: highBits &>> 6) & 0x0303_0303
+                let codes0: SIMD16<UInt32> = (lowBits & 0x0F0F_0F0F) | (highOfFirst &<< 4)
+                let codes1: SIMD16<UInt32> = ((lowBits &>> 4) & 0x0F0F_0F0F) | (highOfSecond &<< 4)
+                let scaleOffset: Int = 192 &+ 8 &* half
+                let firstScales = block.loadUnaligned(fromByteOffset: scaleOffset, as: UInt32.self)
+                let secondScales = block.loadUnaligned(fromByteOffset: scaleOffset &+ 4, as: UInt32.self)
+                let words0 = SIMD16<UInt32>(repeating: firstScales)
+                let words1 = SIMD16<UInt32>(repeating: secondScales)
+                let scale0: SIMD16<Int32> = unsafeBitCast(words0 &<< scaleShifts, to: SIMD16<Int32>.self) &>> 24
+                let scale1: SIMD16<Int32> = unsafeBitCast(words1 &<< scaleShifts, to: SIMD16<Int32>.self) &>> 24
+                let element: Int = b &* 256 &+ 128 &* half
+                @inline(__always) func accumulate(_ dot: inout SIMD16<Float>, _ k: Int) {
+                    let t = token &+ k
+                    let y = x.bytes(token: t) + element
+                    let offsets = x.laneSums(token: t) + element
+                    let p0 = ByteDotProduct.accumulate(
+                        offsets.loadUnaligned(as: SIMD16<Int32>.self), codes0, y.loadUnaligned(as: SIMD16<UInt32>.self))
+                    let p1 = ByteDotProduct.accumulate(
+                        offsets.loadUnaligned(fromByteOffset: 64, as: SIMD16<Int32>.self), codes1,
+                        y.loadUnaligned(fromByteOffset: 64, as: SIMD16<UInt32>.self))
+                    let sum: SIMD16<Int32> = scale0 &* p0 &+ scale1 &* p1
+                    let yd = x.scales(token: t).load(fromByteOffset: b &* 4, as: Float.self)
+                    dot.addProduct(exactFloat(sum), SIMD16(repeating: d * yd))
+                }
+                accumulate(&dots.0, 0)
+                if count > 1 { accumulate(&dots.1, 1) }
+                if count > 2 { accumulate(&dots.2, 2) }
+                if count > 3 { accumulate(&dots.3, 3) }
+            }
+        }
+        var sums = SIMD4<Float>()
+        sums[0] = horizontalSum(dots.0)
+        if count > 1 { sums[1] = horizontalSum(dots.1) }
+        if count > 2 { sums[2] = horizontalSum(dots.2) }
+        if count > 3 { sums[3] = horizontalSum(dots.3) }
         return sums
     }
 }

@@ -127,6 +127,13 @@ enum ActivationLayout {
 /// - Q4_K (per 64 elements of a super-block, chunk c, whose 32 packed bytes hold elements 64c + j in their
 ///   low nibbles and 64c + 32 + j in their high ones): four vectors of 16 lanes; lane k of vector 0 holds
 ///   element 64c + 2k, of vector 1 64c + 32 + 2k, of vector 2 64c + 2k + 1, of vector 3 64c + 33 + 2k.
+///
+/// Where the target has byte dot products (`ByteDotProduct.isAvailable`), Q8_K values stay int8 instead
+/// (`byteValues`), in the order the byte kernels read 64 packed bytes at a time:
+/// - Q4_K: each 128 elements as 0–31, 64–95, 32–63, 96–127 (a 64-byte load of codes holds elements 0–31
+///   and 64–95 in its low nibbles, 32–63 and 96–127 in its high ones).
+/// - Q6_K: natural order, plus `laneSums`: −32 · Σ of each 4 values, which starts each 4-product sum
+///   at the −32 offset of Q6_K's codes.
 struct QuantizedActivations {
     struct Sizes {
         let layout: ActivationLayout
@@ -140,6 +147,9 @@ struct QuantizedActivations {
         let groupsPerToken: Int
         let scalesOffset: Int
         let groupSumsOffset: Int
+        /// Q8_K values stored as int8 for the byte kernels (see the type's comment).
+        let byteValues: Bool
+        let laneSumsOffset: Int
         let byteCount: Int
 
         init(layout: ActivationLayout, tokens: Int, columns: Int) {
@@ -157,10 +167,17 @@ struct QuantizedActivations {
                 scalesPerToken = blocks
             }
             groupsPerToken = columns / 16
+            switch layout {
+            case .q4K, .q6K: byteValues = ByteDotProduct.isAvailable
+            case .nibbleQuads, .evenOdd: byteValues = false
+            }
+            var laneSumsPerToken = 0
+            if case .q6K = layout, byteValues { laneSumsPerToken = columns / 4 }
             func aligned(_ n: Int) -> Int { (n + 63) & ~63 }
             scalesOffset = aligned(tokens * valuesPerToken * 2)
             groupSumsOffset = scalesOffset + aligned(tokens * scalesPerToken * 4)
-            byteCount = groupSumsOffset + aligned(tokens * groupsPerToken * 4)
+            laneSumsOffset = groupSumsOffset + aligned(tokens * groupsPerToken * 4)
+            byteCount = laneSumsOffset + aligned(tokens * laneSumsPerToken * 4)
         }
     }
 
@@ -170,6 +187,8 @@ struct QuantizedActivations {
     let scales: UnsafeMutablePointer<Float>
     /// Q8_K only: Σq of each 16 values, natural order, `[tokens, columns / 16]`.
     let groupSums: UnsafeMutablePointer<Int32>
+    /// Q6_K with byte values only: −32 · Σq of each 4 values, natural order, `[tokens, columns / 4]`.
+    let laneSums: UnsafeMutablePointer<Int32>
 
     init(base: UnsafeMutableRawPointer, sizes: Sizes) {
         self.sizes = sizes
@@ -177,11 +196,21 @@ struct QuantizedActivations {
         scales = (base + sizes.scalesOffset).bindMemory(to: Float.self, capacity: sizes.tokens * sizes.scalesPerToken)
         groupSums = (base + sizes.groupSumsOffset).bindMemory(
             to: Int32.self, capacity: sizes.tokens * sizes.groupsPerToken)
+        laneSums = (base + sizes.laneSumsOffset).bindMemory(to: Int32.self, capacity: sizes.tokens * sizes.columns / 4)
     }
 
     /// The values of token `t` (64-byte aligned when columns are a multiple of 32).
     @inline(__always) func values(token t: Int) -> UnsafeRawPointer {
         UnsafeRawPointer(values + t &* sizes.valuesPerToken)
+    }
+
+    /// The int8 values of token `t` (`byteValues`), 64-byte aligned when columns are a multiple of 32.
+    @inline(__always) func bytes(token t: Int) -> UnsafeRawPointer {
+        UnsafeRawPointer(values) + t &* sizes.valuesPerToken
+    }
+
+    @inline(__always) func laneSums(token t: Int) -> UnsafeRawPointer {
+        UnsafeRawPointer(laneSums + t &* (sizes.columns &>> 2))
     }
 
     @inline(__always) func scales(token t: Int) -> UnsafeRawPointer {
@@ -212,6 +241,8 @@ struct QuantizedActivations {
                 s[b] = block.d
                 Self.storeEvenOdd(block.low, block.high, into: out + b &* 32)
             }
+        case .q4K where sizes.byteValues, .q6K where sizes.byteValues:
+            quantizeBytes(x, token: token)
         case .q4K, .q6K:
             let sums = groupSums + token &* sizes.groupsPerToken
             for b in 0..<blocks {
@@ -237,6 +268,36 @@ struct QuantizedActivations {
                             pairBase[k] = Int16(truncatingIfNeeded: q[2 &* k])
                             pairBase[16 &+ k] = Int16(truncatingIfNeeded: q[2 &* k &+ 1])
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Q8_K values as int8 for the byte kernels, in their order, with `laneSums` for Q6_K.
+    private func quantizeBytes(_ x: UnsafePointer<Float>, token: Int) {
+        let s = scales + token &* sizes.scalesPerToken
+        let blocks = sizes.blocks
+        let sums = groupSums + token &* sizes.groupsPerToken
+        let bytes = UnsafeMutableRawPointer(mutating: self.bytes(token: token))
+        let fours = laneSums + token &* (sizes.columns &>> 2)
+        let isQ4K: Bool
+        if case .q4K = sizes.layout { isQ4K = true } else { isQ4K = false }
+        for b in 0..<blocks {
+            ActivationQuantizer.q8KBlock(x + b &* 256, scale: s + b, groupSums: sums + b &* 16) { group, q in
+                let element = b &* 256 &+ group &* 16
+                // Q4_K: the second and third 32-element quarters of each 128 trade places.
+                let quarter = (element &>> 5) & 3
+                let swapped = quarter == 1 ? 2 : quarter == 2 ? 1 : quarter
+                let position = isQ4K ? element &+ (swapped &- quarter) &* 32 : element
+                for k in 0..<16 {
+                    bytes.storeBytes(
+                        of: Int8(truncatingIfNeeded: q[k]), toByteOffset: position &+ k, as: Int8.self)
+                }
+                if !isQ4K {
+                    for lane in 0..<4 {
+                        let four: Int32 = q[4 &* lane] &+ q[4 &* lane &+ 1] &+ q[4 &* lane &+ 2] &+ q[4 &* lane &+ 3]
+                        fours[(element &>> 2) &+ lane] = -32 &* four
                     }
                 }
             }

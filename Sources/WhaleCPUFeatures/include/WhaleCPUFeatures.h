@@ -1,0 +1,16 @@
+// What the CPU that Swift compiles for can do, as clang sees it: Swift cannot test target features in `#if`,
+// but it imports these macros as constants, and a branch on a constant is folded away, so a kernel written
+// with `if WHALE_X86_AVX512_VNNI != 0 { … }` contains only the path the target has. The values follow the
+// build's target CPU (`WHALE_CPU`, Package.swift): the clang importer shares Swift's target.
+#ifndef WHALE_CPU_FEATURES_H
+#define WHALE_CPU_FEATURES_H
+
+/// 1 when the target has AVX-512 VNNI (`vpdpbusd` on 512-bit registers: 64 unsigned × signed byte products
+/// summed in fours into 32-bit lanes, one instruction): Intel Ice Lake / Sapphire Rapids, AMD Zen 4 and later.
+#if defined(__x86_64__) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
+#define WHALE_X86_AVX512_VNNI 1
+#else
+#define WHALE_X86_AVX512_VNNI 0
+#endif
+
+#endif
