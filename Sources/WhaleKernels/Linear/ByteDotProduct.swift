@@ -44,3 +44,42 @@ enum ByteDotProduct {
         preconditionFailure("ByteDotProduct.accumulate on a target without byte dot products")
     }
 }
+
+// Shared by the byte kernels.
+extension ByteDotProduct {
+    /// Int32 → Float, exact for |v| < 2²²: adding 2²³ + 2²² puts v in the mantissa of a float.
+    @inline(__always)
+    static func exactFloat(_ v: SIMD16<Int32>) -> SIMD16<Float> {
+        unsafeBitCast(v &+ 0x4B40_0000, to: SIMD16<Float>.self) - SIMD16(repeating: 12_582_912)
+    }
+
+    /// Sum of 16 lanes as a halving tree.
+    @inline(__always)
+    static func horizontalSum(_ v: SIMD16<Float>) -> Float {
+        let eight: SIMD8<Float> = v.lowHalf + v.highHalf
+        let four: SIMD4<Float> = eight.lowHalf + eight.highHalf
+        let two: SIMD2<Float> = four.lowHalf + four.highHalf
+        return two[0] + two[1]
+    }
+}
+
+extension LinearJob {
+    /// Rows `rows` for every token, four tokens per pass over a row while four remain, then one at a time;
+    /// `row(weights, token, count)` returns the first `count` lanes. The constant counts let each inlined
+    /// copy of `row` drop its per-token branches.
+    @inline(__always)
+    func tokenTiles(_ rows: Range<Int>, _ row: (UnsafeRawPointer, Int, Int) -> SIMD4<Float>) {
+        var t = 0
+        while tokens &- t >= 4 {
+            for r in rows {
+                let sums = row(weights + r &* rowBytes, t, 4)
+                for k in 0..<4 { output[(t &+ k) &* self.rows &+ r] = sums[k] }
+            }
+            t &+= 4
+        }
+        while t < tokens {
+            for r in rows { output[t &* self.rows &+ r] = row(weights + r &* rowBytes, t, 1)[0] }
+            t &+= 1
+        }
+    }
+}

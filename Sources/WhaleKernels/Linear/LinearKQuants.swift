@@ -29,7 +29,7 @@ enum KQuantKernels {
         // Constant token counts (4, then 1) let each inlined copy drop the per-token branches.
         var t = 0
         if x.sizes.byteValues {
-            tokenTiles(job, rows) { row, token, count in q4KRowBytes(row, x, token: token, count: count) }
+            job.tokenTiles(rows) { row, token, count in q4KRowBytes(row, x, token: token, count: count) }
             return
         }
         while job.tokens &- t >= 4 {
@@ -135,7 +135,7 @@ enum KQuantKernels {
         // Constant token counts (4, then 1) let each inlined copy drop the per-token branches.
         var t = 0
         if x.sizes.byteValues {
-            tokenTiles(job, rows) { row, token, count in q6KRowBytes(row, x, token: token, count: count) }
+            job.tokenTiles(rows) { row, token, count in q6KRowBytes(row, x, token: token, count: count) }
             return
         }
         while job.tokens &- t >= 4 {
@@ -230,42 +230,6 @@ enum KQuantKernels {
 // MARK: Byte kernels (AVX-512 VNNI)
 
 extension KQuantKernels {
-    /// Rows `rows` for every token, four tokens per pass over a row while four remain, then one at a time;
-    /// `row(weights, token, count)` returns the first `count` lanes. The constant counts let each inlined
-    /// copy of `row` drop its per-token branches.
-    @inline(__always)
-    static func tokenTiles(
-        _ job: LinearJob, _ rows: Range<Int>, _ row: (UnsafeRawPointer, Int, Int) -> SIMD4<Float>
-    ) {
-        var t = 0
-        while job.tokens &- t >= 4 {
-            for r in rows {
-                let sums = row(job.weights + r &* job.rowBytes, t, 4)
-                for k in 0..<4 { job.output[(t &+ k) &* job.rows &+ r] = sums[k] }
-            }
-            t &+= 4
-        }
-        while t < job.tokens {
-            for r in rows { job.output[t &* job.rows &+ r] = row(job.weights + r &* job.rowBytes, t, 1)[0] }
-            t &+= 1
-        }
-    }
-
-    /// Int32 → Float, exact for |v| < 2²²: adding 2²³ + 2²² puts v in the mantissa of a float.
-    @inline(__always)
-    static func exactFloat(_ v: SIMD16<Int32>) -> SIMD16<Float> {
-        unsafeBitCast(v &+ 0x4B40_0000, to: SIMD16<Float>.self) - SIMD16(repeating: 12_582_912)
-    }
-
-    /// Sum of 16 lanes as a halving tree.
-    @inline(__always)
-    static func horizontalSum(_ v: SIMD16<Float>) -> Float {
-        let eight: SIMD8<Float> = v.lowHalf + v.highHalf
-        let four: SIMD4<Float> = eight.lowHalf + eight.highHalf
-        let two: SIMD2<Float> = four.lowHalf + four.highHalf
-        return two[0] + two[1]
-    }
-
     /// Q4_K with byte dot products. Per super-block the 128 code bytes are two 64-byte loads; the low nibbles
     /// of the first are elements 0–31 and 64–95 (groups 0 and 2), its high nibbles 32–63 and 96–127
     /// (groups 1 and 3), and likewise for the second with groups 4–7; the activations are stored in that
@@ -315,7 +279,7 @@ extension KQuantKernels {
                 let firstHalf: SIMD16<Int32> = scale0 &* p0 &+ scale1 &* p1
                 let secondHalf: SIMD16<Int32> = scale2 &* p2 &+ scale3 &* p3
                 let yd = x.scales(token: t).load(fromByteOffset: b &* 4, as: Float.self)
-                dot.addProduct(exactFloat(firstHalf &+ secondHalf), SIMD16(repeating: d * yd))
+                dot.addProduct(ByteDotProduct.exactFloat(firstHalf &+ secondHalf), SIMD16(repeating: d * yd))
                 let sixteens = UnsafeRawPointer(x.groupSums + (t &* groupsPerToken &+ b &* 16))
                     .loadUnaligned(as: SIMD16<Int32>.self)
                 let groupSums: SIMD8<Int32> = sixteens.evenHalf &+ sixteens.oddHalf
@@ -328,7 +292,7 @@ extension KQuantKernels {
             if count > 3 { accumulate(&dots.3, &minimums.3, 3) }
         }
         @inline(__always) func total(_ dot: SIMD16<Float>, _ minimum: SIMD8<Float>) -> Float {
-            horizontalSum(dot) - LegacyKernels.horizontalSum(minimum)
+            ByteDotProduct.horizontalSum(dot) - LegacyKernels.horizontalSum(minimum)
         }
         var sums = SIMD4<Float>()
         sums[0] = total(dots.0, minimums.0)
@@ -381,7 +345,7 @@ extension KQuantKernels {
                         y.loadUnaligned(fromByteOffset: 64, as: SIMD16<UInt32>.self))
                     let sum: SIMD16<Int32> = scale0 &* p0 &+ scale1 &* p1
                     let yd = x.scales(token: t).load(fromByteOffset: b &* 4, as: Float.self)
-                    dot.addProduct(exactFloat(sum), SIMD16(repeating: d * yd))
+                    dot.addProduct(ByteDotProduct.exactFloat(sum), SIMD16(repeating: d * yd))
                 }
                 accumulate(&dots.0, 0)
                 if count > 1 { accumulate(&dots.1, 1) }
@@ -390,10 +354,10 @@ extension KQuantKernels {
             }
         }
         var sums = SIMD4<Float>()
-        sums[0] = horizontalSum(dots.0)
-        if count > 1 { sums[1] = horizontalSum(dots.1) }
-        if count > 2 { sums[2] = horizontalSum(dots.2) }
-        if count > 3 { sums[3] = horizontalSum(dots.3) }
+        sums[0] = ByteDotProduct.horizontalSum(dots.0)
+        if count > 1 { sums[1] = ByteDotProduct.horizontalSum(dots.1) }
+        if count > 2 { sums[2] = ByteDotProduct.horizontalSum(dots.2) }
+        if count > 3 { sums[3] = ByteDotProduct.horizontalSum(dots.3) }
         return sums
     }
 }

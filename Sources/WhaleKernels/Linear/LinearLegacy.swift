@@ -115,6 +115,15 @@ enum LegacyKernels {
     static func nibbleRows<F: NibbleBlockFormat>(
         _ format: F.Type, _ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>
     ) {
+        if x.sizes.byteValues {
+            job.tokenTiles(rows) { w, token, count in
+                byteRow(
+                    w, blockBytes: F.blockBytes, scaleStride: 8, hasMinimum: F.hasMinimum, x, token: token,
+                    count: count, codes: { byteCodes(format, $0) },
+                    scales: { SIMD2<Float>(unsafeBitCast(F.scaleWord($0), to: SIMD2<Float16>.self)) })
+            }
+            return
+        }
         let blocks = x.sizes.blocks
         var t = 0
         while job.tokens &- t >= 4 {
@@ -234,6 +243,16 @@ enum LegacyKernels {
 
     @inline(never)
     static func q8_0(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
+        if x.sizes.byteValues {
+            // Signed codes read as unsigned with the top bit flipped: code + 128 (`ActivationLayout.codeOffset`).
+            job.tokenTiles(rows) { w, token, count in
+                byteRow(
+                    w, blockBytes: 34, scaleStride: 4, hasMinimum: false, x, token: token, count: count,
+                    codes: { ($0 + 2).loadUnaligned(as: SIMD8<UInt32>.self) ^ 0x8080_8080 },
+                    scales: { SIMD2(Dequantize.half($0, 0), 0) })
+            }
+            return
+        }
         var t = 0
         while t < job.tokens {
             let count = min(4, job.tokens &- t)
@@ -321,4 +340,91 @@ enum LegacyKernels {
     /// Sum of eight lanes in x86's order (`Ops.horizontalSum`; `SIMD.sum()` adds them one by one).
     @inline(__always)
     static func horizontalSum(_ v: SIMD8<Float>) -> Float { Ops.horizontalSum(v) }
+}
+
+// MARK: Byte kernels (AVX-512 VNNI)
+
+extension LegacyKernels {
+    /// One block's 32 codes as unsigned bytes in element order (word k: elements 4k … 4k + 3), the fifth bit
+    /// included for Q5; the weight is d · (code − zero point) (+ m).
+    @inline(__always)
+    static func byteCodes<F: NibbleBlockFormat>(_ format: F.Type, _ a: UnsafeRawPointer) -> SIMD8<UInt32> {
+        // Byte k holds element k (low nibble) and k + 16 (high nibble).
+        let packed = (a + F.nibblesOffset).loadUnaligned(as: SIMD4<UInt32>.self)
+        let low: SIMD4<UInt32> = packed & 0x0F0F_0F0F
+        let high: SIMD4<UInt32> = (packed &>> 4) & 0x0F0F_0F0F
+        var codes = SIMD8(lowHalf: low, highHalf: high)
+        if F.hasFifthBits {
+            // Bit e of qh is element e's fifth bit: nibble k of qh belongs to word k; multiplying a 4-bit
+            // value by 1 + 2⁷ + 2¹⁴ + 2²¹ puts its bit j at bit 8j (the copies do not overlap).
+            let qh = (a + (F.nibblesOffset &- 4)).loadUnaligned(as: UInt32.self)
+            let shifts = SIMD8<UInt32>(0, 4, 8, 12, 16, 20, 24, 28)
+            let nibbles: SIMD8<UInt32> = (SIMD8(repeating: qh) &>> shifts) & 0xF
+            let bits: SIMD8<UInt32> = (nibbles &* 0x0020_4081) & 0x0101_0101
+            codes |= bits &<< 4
+        }
+        return codes
+    }
+
+    /// One row for up to four tokens with byte dot products, two blocks per 64-byte product. Each product
+    /// starts from the activations' `laneSums` (−offset · Σ of four values) when the type has a code offset,
+    /// so its 32-bit lanes are exactly ggml's four-element lanes of (code − offset) · q; the float steps
+    /// are then those of [X86_BLOCK_DOT], block by block, so results stay bit-identical to llama.cpp.
+    /// `scaleStride`: bytes of activation scales per block (8: d and s, 4: d); `scales(block)`: the weight
+    /// block's d and m.
+    @inline(__always)
+    static func byteRow(
+        _ w: UnsafeRawPointer, blockBytes: Int, scaleStride: Int, hasMinimum: Bool, _ x: QuantizedActivations,
+        token: Int, count: Int, codes: (UnsafeRawPointer) -> SIMD8<UInt32>, scales: (UnsafeRawPointer) -> SIMD2<Float>
+    ) -> SIMD4<Float> {
+        var accs = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
+        var summs = (Float(0), Float(0), Float(0), Float(0))
+        let hasOffset = x.sizes.codeOffset != 0
+        /// Blocks b and b + 1 (`both`) or b alone.
+        @inline(__always) func blockPair(_ b: Int, both: Bool) {
+            let first = w + b &* blockBytes
+            let second = first + blockBytes
+            let secondCodes: SIMD8<UInt32> = both ? codes(second) : .zero
+            let unsigned = SIMD16(lowHalf: codes(first), highHalf: secondCodes)
+            let firstScales = scales(first)
+            let secondScales: SIMD2<Float> = both ? scales(second) : .zero
+            @inline(__always) func accumulate(_ acc: inout SIMD8<Float>, _ summ: inout Float, _ k: Int) {
+                let t = token &+ k
+                let values = (x.bytes(token: t) + b &* 32).loadUnaligned(as: SIMD16<UInt32>.self)
+                var start = SIMD16<Int32>()
+                if hasOffset {
+                    let sums = x.laneSums(token: t) + b &* 32
+                    let secondSums: SIMD8<Int32> =
+                        both ? sums.loadUnaligned(fromByteOffset: 32, as: SIMD8<Int32>.self) : .zero
+                    start = SIMD16(lowHalf: sums.loadUnaligned(as: SIMD8<Int32>.self), highHalf: secondSums)
+                }
+                let lanes = ByteDotProduct.exactFloat(ByteDotProduct.accumulate(start, unsigned, values))
+                let s = x.scales(token: t) + b &* scaleStride
+                acc.addProduct(SIMD8(repeating: firstScales[0] * s.load(as: Float.self)), lanes.lowHalf)
+                if hasMinimum { summ.addProduct(firstScales[1], s.load(fromByteOffset: 4, as: Float.self)) }
+                if both {
+                    let next = s + scaleStride
+                    acc.addProduct(SIMD8(repeating: secondScales[0] * next.load(as: Float.self)), lanes.highHalf)
+                    if hasMinimum { summ.addProduct(secondScales[1], next.load(fromByteOffset: 4, as: Float.self)) }
+                }
+            }
+            accumulate(&accs.0, &summs.0, 0)
+            if count > 1 { accumulate(&accs.1, &summs.1, 1) }
+            if count > 2 { accumulate(&accs.2, &summs.2, 2) }
+            if count > 3 { accumulate(&accs.3, &summs.3, 3) }
+        }
+        let blocks = x.sizes.blocks
+        var b = 0
+        while blocks &- b >= 2 {
+            blockPair(b, both: true)
+            b &+= 2
+        }
+        if b < blocks { blockPair(b, both: false) }
+        var sums = SIMD4<Float>()
+        sums[0] = horizontalSum(accs.0) + summs.0
+        if count > 1 { sums[1] = horizontalSum(accs.1) + summs.1 }
+        if count > 2 { sums[2] = horizontalSum(accs.2) + summs.2 }
+        if count > 3 { sums[3] = horizontalSum(accs.3) + summs.3 }
+        return sums
+    }
 }

@@ -71,7 +71,8 @@ public final class LinearWorkspace {
         _ input: UnsafePointer<Float>, tokens: Int, columns: Int, for weightType: DType, pool: ThreadPool
     ) -> QuantizedActivations {
         let layout = ActivationLayout(weightType)
-        let sizes = QuantizedActivations.Sizes(layout: layout, tokens: tokens, columns: columns)
+        let sizes = QuantizedActivations.Sizes(
+            layout: layout, tokens: tokens, columns: columns, codeOffset: ActivationLayout.codeOffset(weightType))
         let activations = QuantizedActivations(base: reserve(sizes.byteCount), sizes: sizes)
         // Quantizing is ~1 % of the product's work; spread it only when there are many tokens.
         if tokens >= 8 {
@@ -107,6 +108,18 @@ enum ActivationLayout {
         }
     }
 
+    /// What the byte kernels subtract from their unsigned codes: the weight's value is `code − offset`
+    /// (Q8_0's signed bytes are read as unsigned with their top bit flipped, +128).
+    static func codeOffset(_ weightType: DType) -> Int32 {
+        switch weightType {
+        case .q8_0: 128
+        case .q4_0: 8
+        case .q5_0: 16
+        case .q6_K: 32
+        default: 0
+        }
+    }
+
     var blockSize: Int {
         switch self {
         case .nibbleQuads, .evenOdd: 32
@@ -128,12 +141,12 @@ enum ActivationLayout {
 ///   low nibbles and 64c + 32 + j in their high ones): four vectors of 16 lanes; lane k of vector 0 holds
 ///   element 64c + 2k, of vector 1 64c + 32 + 2k, of vector 2 64c + 2k + 1, of vector 3 64c + 33 + 2k.
 ///
-/// Where the target has byte dot products (`ByteDotProduct.isAvailable`), Q8_K values stay int8 instead
-/// (`byteValues`), in the order the byte kernels read 64 packed bytes at a time:
-/// - Q4_K: each 128 elements as 0–31, 64–95, 32–63, 96–127 (a 64-byte load of codes holds elements 0–31
-///   and 64–95 in its low nibbles, 32–63 and 96–127 in its high ones).
-/// - Q6_K: natural order, plus `laneSums`: −32 · Σ of each 4 values, which starts each 4-product sum
-///   at the −32 offset of Q6_K's codes.
+/// Where the target has byte dot products (`ByteDotProduct.isAvailable`), the values stay int8 instead
+/// (`byteValues`), in natural order except for Q4_K, in the order its byte kernel reads 64 packed bytes at a
+/// time: each 128 elements as 0–31, 64–95, 32–63, 96–127 (a 64-byte load of Q4_K codes holds elements 0–31
+/// and 64–95 in its low nibbles, 32–63 and 96–127 in its high ones). The byte kernels multiply unsigned codes
+/// whose value is `code − offset` (`ActivationLayout.codeOffset`); for a nonzero offset `laneSums` holds
+/// −offset · Σ of each 4 values, the start of each 4-product sum.
 struct QuantizedActivations {
     struct Sizes {
         let layout: ActivationLayout
@@ -147,12 +160,14 @@ struct QuantizedActivations {
         let groupsPerToken: Int
         let scalesOffset: Int
         let groupSumsOffset: Int
-        /// Q8_K values stored as int8 for the byte kernels (see the type's comment).
+        /// Values stored as int8 for the byte kernels (see the type's comment).
         let byteValues: Bool
+        /// The weight type's code offset (`ActivationLayout.codeOffset`), for `laneSums`.
+        let codeOffset: Int32
         let laneSumsOffset: Int
         let byteCount: Int
 
-        init(layout: ActivationLayout, tokens: Int, columns: Int) {
+        init(layout: ActivationLayout, tokens: Int, columns: Int, codeOffset: Int32) {
             precondition(columns % layout.blockSize == 0, "columns must be whole activation blocks")
             self.layout = layout
             self.tokens = tokens
@@ -167,12 +182,9 @@ struct QuantizedActivations {
                 scalesPerToken = blocks
             }
             groupsPerToken = columns / 16
-            switch layout {
-            case .q4K, .q6K: byteValues = ByteDotProduct.isAvailable
-            case .nibbleQuads, .evenOdd: byteValues = false
-            }
-            var laneSumsPerToken = 0
-            if case .q6K = layout, byteValues { laneSumsPerToken = columns / 4 }
+            byteValues = ByteDotProduct.isAvailable
+            self.codeOffset = codeOffset
+            let laneSumsPerToken = byteValues && codeOffset != 0 ? columns / 4 : 0
             func aligned(_ n: Int) -> Int { (n + 63) & ~63 }
             scalesOffset = aligned(tokens * valuesPerToken * 2)
             groupSumsOffset = scalesOffset + aligned(tokens * scalesPerToken * 4)
@@ -187,7 +199,7 @@ struct QuantizedActivations {
     let scales: UnsafeMutablePointer<Float>
     /// Q8_K only: Σq of each 16 values, natural order, `[tokens, columns / 16]`.
     let groupSums: UnsafeMutablePointer<Int32>
-    /// Q6_K with byte values only: −32 · Σq of each 4 values, natural order, `[tokens, columns / 4]`.
+    /// Byte values with a code offset only: −offset · Σq of each 4 values, natural order, `[tokens, columns / 4]`.
     let laneSums: UnsafeMutablePointer<Int32>
 
     init(base: UnsafeMutableRawPointer, sizes: Sizes) {
@@ -221,6 +233,10 @@ struct QuantizedActivations {
         let out = values + token &* sizes.valuesPerToken
         let s = scales + token &* sizes.scalesPerToken
         let blocks = sizes.blocks
+        if sizes.byteValues {
+            quantizeBytes(x, token: token)
+            return
+        }
         switch sizes.layout {
         case .nibbleQuads(let q8_1):
             for b in 0..<blocks {
@@ -241,8 +257,6 @@ struct QuantizedActivations {
                 s[b] = block.d
                 Self.storeEvenOdd(block.low, block.high, into: out + b &* 32)
             }
-        case .q4K where sizes.byteValues, .q6K where sizes.byteValues:
-            quantizeBytes(x, token: token)
         case .q4K, .q6K:
             let sums = groupSums + token &* sizes.groupsPerToken
             for b in 0..<blocks {
@@ -274,31 +288,47 @@ struct QuantizedActivations {
         }
     }
 
-    /// Q8_K values as int8 for the byte kernels, in their order, with `laneSums` for Q6_K.
+    /// The values as int8 for the byte kernels, in their order, with `laneSums` for a nonzero code offset.
     private func quantizeBytes(_ x: UnsafePointer<Float>, token: Int) {
         let s = scales + token &* sizes.scalesPerToken
-        let blocks = sizes.blocks
-        let sums = groupSums + token &* sizes.groupsPerToken
         let bytes = UnsafeMutableRawPointer(mutating: self.bytes(token: token))
         let fours = laneSums + token &* (sizes.columns &>> 2)
-        let isQ4K: Bool
-        if case .q4K = sizes.layout { isQ4K = true } else { isQ4K = false }
-        for b in 0..<blocks {
-            ActivationQuantizer.q8KBlock(x + b &* 256, scale: s + b, groupSums: sums + b &* 16) { group, q in
-                let element = b &* 256 &+ group &* 16
-                // Q4_K: the second and third 32-element quarters of each 128 trade places.
-                let quarter = (element &>> 5) & 3
-                let swapped = quarter == 1 ? 2 : quarter == 2 ? 1 : quarter
-                let position = isQ4K ? element &+ (swapped &- quarter) &* 32 : element
-                for k in 0..<16 {
-                    bytes.storeBytes(
-                        of: Int8(truncatingIfNeeded: q[k]), toByteOffset: position &+ k, as: Int8.self)
+        let offset = sizes.codeOffset
+        /// Sixteen values from `element` on, stored at `position`.
+        @inline(__always) func store(_ q: SIMD16<Int32>, element: Int, position: Int) {
+            for k in 0..<16 {
+                bytes.storeBytes(of: Int8(truncatingIfNeeded: q[k]), toByteOffset: position &+ k, as: Int8.self)
+            }
+            if offset != 0 {
+                for lane in 0..<4 {
+                    let four: Int32 = q[4 &* lane] &+ q[4 &* lane &+ 1] &+ q[4 &* lane &+ 2] &+ q[4 &* lane &+ 3]
+                    fours[(element &>> 2) &+ lane] = (0 &- offset) &* four
                 }
-                if !isQ4K {
-                    for lane in 0..<4 {
-                        let four: Int32 = q[4 &* lane] &+ q[4 &* lane &+ 1] &+ q[4 &* lane &+ 2] &+ q[4 &* lane &+ 3]
-                        fours[(element &>> 2) &+ lane] = -32 &* four
-                    }
+            }
+        }
+        switch sizes.layout {
+        case .nibbleQuads, .evenOdd:
+            let isQ8_1: Bool
+            if case .nibbleQuads(q8_1: true) = sizes.layout { isQ8_1 = true } else { isQ8_1 = false }
+            let perBlock = sizes.scalesPerToken / sizes.blocks
+            for b in 0..<sizes.blocks {
+                let block = ActivationQuantizer.q8Block(x + b &* 32)
+                store(block.low, element: b &* 32, position: b &* 32)
+                store(block.high, element: b &* 32 &+ 16, position: b &* 32 &+ 16)
+                s[perBlock &* b] = block.d
+                if perBlock == 2 { s[2 &* b &+ 1] = isQ8_1 ? Float(Float16(block.dFloat32 * Float(block.sum))) : 0 }
+            }
+        case .q4K, .q6K:
+            let sums = groupSums + token &* sizes.groupsPerToken
+            let isQ4K: Bool
+            if case .q4K = sizes.layout { isQ4K = true } else { isQ4K = false }
+            for b in 0..<sizes.blocks {
+                ActivationQuantizer.q8KBlock(x + b &* 256, scale: s + b, groupSums: sums + b &* 16) { group, q in
+                    let element = b &* 256 &+ group &* 16
+                    // Q4_K: the second and third 32-element quarters of each 128 trade places.
+                    let quarter = (element &>> 5) & 3
+                    let swapped = quarter == 1 ? 2 : quarter == 2 ? 1 : quarter
+                    store(q, element: element, position: isQ4K ? element &+ (swapped &- quarter) &* 32 : element)
                 }
             }
         }
