@@ -43,6 +43,38 @@ enum ByteDotProduct {
         #endif
         preconditionFailure("ByteDotProduct.accumulate on a target without byte dot products")
     }
+
+    /// In 16-bit lane i, `unsigned[2i]` · `signed[2i]` + `unsigned[2i + 1]` · `signed[2i + 1]` (`vpmaddubsw`;
+    /// it saturates at ±2¹⁵, which products of 4-bit codes and int8 values never reach). Packing as in
+    /// `accumulate`; only for `isAvailable` targets.
+    @inline(__always)
+    static func pairSums(_ unsigned: SIMD16<UInt32>, _ signed: SIMD16<UInt32>) -> SIMD16<UInt32> {
+        #if arch(x86_64) && !DEBUG
+            if WHALE_X86_AVX512_VNNI != 0 {
+                let result = _mm512_maddubs_epi16(
+                    unsafeBitCast(unsigned, to: __m512i.self), unsafeBitCast(signed, to: __m512i.self))
+                return unsafeBitCast(result, to: SIMD16<UInt32>.self)
+            }
+        #endif
+        preconditionFailure("ByteDotProduct.pairSums on a target without byte dot products")
+    }
+
+    /// `sums` plus, in lane i, the products of the two signed 16-bit halves of `pairs[i]` and `factors[i]`,
+    /// added (`vpdpwssd`). Only for `isAvailable` targets.
+    @inline(__always)
+    static func accumulatePairs(_ sums: SIMD16<Int32>, _ pairs: SIMD16<UInt32>, _ factors: SIMD16<UInt32>)
+        -> SIMD16<Int32>
+    {
+        #if arch(x86_64) && !DEBUG
+            if WHALE_X86_AVX512_VNNI != 0 {
+                let result = _mm512_dpwssd_epi32(
+                    unsafeBitCast(sums, to: __m512i.self), unsafeBitCast(pairs, to: __m512i.self),
+                    unsafeBitCast(factors, to: __m512i.self))
+                return unsafeBitCast(result, to: SIMD16<Int32>.self)
+            }
+        #endif
+        preconditionFailure("ByteDotProduct.accumulatePairs on a target without byte dot products")
+    }
 }
 
 // Shared by the byte kernels.

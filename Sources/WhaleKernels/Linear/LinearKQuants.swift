@@ -233,9 +233,10 @@ extension KQuantKernels {
     /// Q4_K with byte dot products. Per super-block the 128 code bytes are two 64-byte loads; the low nibbles
     /// of the first are elements 0–31 and 64–95 (groups 0 and 2), its high nibbles 32–63 and 96–127
     /// (groups 1 and 3), and likewise for the second with groups 4–7; the activations are stored in that
-    /// order. Each 32-bit lane of a product holds four elements of one group, so the group scales multiply
-    /// lanes: eight lanes of one scale, eight of the other. Bounds: a lane's Σ is below 4 · 15 · 127, times
-    /// a scale ≤ 63, four of them: < 2²¹, exact in a float.
+    /// order. Codes times values are summed in pairs into 16-bit lanes (at most 2 · 15 · 127), and those,
+    /// times their group's scale, in pairs into 32-bit lanes: each 32-bit lane holds four elements of one
+    /// group (eight lanes of one group, eight of the other per product). Bounds: four products of at most
+    /// 2 · 2 · 15 · 127 · 63 per lane: < 2²¹, exact in a float.
     @inline(__always)
     static func q4KRowBytes(_ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int)
         -> SIMD4<Float>
@@ -253,10 +254,11 @@ extension KQuantKernels {
             let dmin = Dequantize.half(block, 2)
             let scalesLow = SIMD16<UInt32>(repeating: UInt32(truncatingIfNeeded: scales))
             let scalesHigh = SIMD16<UInt32>(repeating: UInt32(truncatingIfNeeded: scales &>> 32))
-            let scale0 = unsafeBitCast((scalesLow &>> firstOfPair) & 0xFF, to: SIMD16<Int32>.self)
-            let scale1 = unsafeBitCast((scalesLow &>> secondOfPair) & 0xFF, to: SIMD16<Int32>.self)
-            let scale2 = unsafeBitCast((scalesHigh &>> firstOfPair) & 0xFF, to: SIMD16<Int32>.self)
-            let scale3 = unsafeBitCast((scalesHigh &>> secondOfPair) & 0xFF, to: SIMD16<Int32>.self)
+            // Each scale in both 16-bit halves of its lanes, for the pair sums' multiply-add.
+            let scale0: SIMD16<UInt32> = ((scalesLow &>> firstOfPair) & 0xFF) &* 0x0001_0001
+            let scale1: SIMD16<UInt32> = ((scalesLow &>> secondOfPair) & 0xFF) &* 0x0001_0001
+            let scale2: SIMD16<UInt32> = ((scalesHigh &>> firstOfPair) & 0xFF) &* 0x0001_0001
+            let scale3: SIMD16<UInt32> = ((scalesHigh &>> secondOfPair) & 0xFF) &* 0x0001_0001
             let minsLow = SIMD4<UInt32>(repeating: UInt32(truncatingIfNeeded: mins)) &>> byteShifts
             let minsHigh = SIMD4<UInt32>(repeating: UInt32(truncatingIfNeeded: mins &>> 32)) &>> byteShifts
             let groupMins = unsafeBitCast(SIMD8(lowHalf: minsLow, highHalf: minsHigh) & 0xFF, to: SIMD8<Int32>.self)
@@ -269,17 +271,20 @@ extension KQuantKernels {
             @inline(__always) func accumulate(_ dot: inout SIMD16<Float>, _ minimum: inout SIMD8<Float>, _ k: Int) {
                 let t = token &+ k
                 let y = x.bytes(token: t) + b &* 256
-                let p0 = ByteDotProduct.accumulate(.zero, nibbles0, y.loadUnaligned(as: SIMD16<UInt32>.self))
-                let p1 = ByteDotProduct.accumulate(
-                    .zero, nibbles1, y.loadUnaligned(fromByteOffset: 64, as: SIMD16<UInt32>.self))
-                let p2 = ByteDotProduct.accumulate(
-                    .zero, nibbles2, y.loadUnaligned(fromByteOffset: 128, as: SIMD16<UInt32>.self))
-                let p3 = ByteDotProduct.accumulate(
-                    .zero, nibbles3, y.loadUnaligned(fromByteOffset: 192, as: SIMD16<UInt32>.self))
-                let firstHalf: SIMD16<Int32> = scale0 &* p0 &+ scale1 &* p1
-                let secondHalf: SIMD16<Int32> = scale2 &* p2 &+ scale3 &* p3
+                // Pair sums of codes × values (16 bits), then × the group scales into 32-bit lanes.
+                @inline(__always) func values(_ offset: Int) -> SIMD16<UInt32> {
+                    y.loadUnaligned(fromByteOffset: offset, as: SIMD16<UInt32>.self)
+                }
+                let p0 = ByteDotProduct.pairSums(nibbles0, values(0))
+                let p1 = ByteDotProduct.pairSums(nibbles1, values(64))
+                let p2 = ByteDotProduct.pairSums(nibbles2, values(128))
+                let p3 = ByteDotProduct.pairSums(nibbles3, values(192))
+                var sum = ByteDotProduct.accumulatePairs(.zero, p0, scale0)
+                sum = ByteDotProduct.accumulatePairs(sum, p1, scale1)
+                sum = ByteDotProduct.accumulatePairs(sum, p2, scale2)
+                sum = ByteDotProduct.accumulatePairs(sum, p3, scale3)
                 let yd = x.scales(token: t).load(fromByteOffset: b &* 4, as: Float.self)
-                dot.addProduct(ByteDotProduct.exactFloat(firstHalf &+ secondHalf), SIMD16(repeating: d * yd))
+                dot.addProduct(ByteDotProduct.exactFloat(sum), SIMD16(repeating: d * yd))
                 let sixteens = UnsafeRawPointer(x.groupSums + (t &* groupsPerToken &+ b &* 16))
                     .loadUnaligned(as: SIMD16<Int32>.self)
                 let groupSums: SIMD8<Int32> = sixteens.evenHalf &+ sixteens.oddHalf
