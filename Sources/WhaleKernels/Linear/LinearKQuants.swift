@@ -285,8 +285,9 @@ extension KQuantKernels {
                 sum = ByteDotProduct.accumulatePairs(sum, p3, scale3)
                 let yd = x.scales(token: t).load(fromByteOffset: b &* 4, as: Float.self)
                 dot.addProduct(ByteDotProduct.exactFloat(sum), SIMD16(repeating: d * yd))
-                let sixteens = UnsafeRawPointer(x.groupSums + (t &* groupsPerToken &+ b &* 16))
-                    .loadUnaligned(as: SIMD16<Int32>.self)
+                let groupOffset: Int = t &* groupsPerToken &+ b &* 16
+                let groupPointer = UnsafeRawPointer(x.groupSums + groupOffset)
+                let sixteens = groupPointer.loadUnaligned(as: SIMD16<Int32>.self)
                 let groupSums: SIMD8<Int32> = sixteens.evenHalf &+ sixteens.oddHalf
                 minimum.addProduct(
                     LegacyKernels.exactFloat(groupMins &* groupSums), SIMD8(repeating: dmin * yd))

@@ -301,8 +301,10 @@ struct QuantizedActivations {
             }
             if offset != 0 {
                 for lane in 0..<4 {
-                    let four: Int32 = q[4 &* lane] &+ q[4 &* lane &+ 1] &+ q[4 &* lane &+ 2] &+ q[4 &* lane &+ 3]
-                    fours[(element &>> 2) &+ lane] = (0 &- offset) &* four
+                    let first: Int = 4 &* lane
+                    let pair0: Int32 = q[first] &+ q[first &+ 1]
+                    let pair1: Int32 = q[first &+ 2] &+ q[first &+ 3]
+                    fours[(element &>> 2) &+ lane] = (0 &- offset) &* (pair0 &+ pair1)
                 }
             }
         }
