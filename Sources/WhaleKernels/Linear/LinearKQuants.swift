@@ -236,7 +236,9 @@ extension KQuantKernels {
     /// order. Codes times values are summed in pairs into 16-bit lanes (at most 2 · 15 · 127), and those,
     /// times their group's scale, in pairs into 32-bit lanes: each 32-bit lane holds four elements of one
     /// group (eight lanes of one group, eight of the other per product). Bounds: four products of at most
-    /// 2 · 2 · 15 · 127 · 63 per lane: < 2²¹, exact in a float.
+    /// 2 · 2 · 15 · 127 · 63 per lane: < 2²¹, exact in a float. The minimum term, dmin · d_x · Σ_g m_g · Σq_g,
+    /// takes the activations' `groupSums32` (Σq per group, made once per token): exact integer products
+    /// m_g · Σq_g (< 2¹⁸), one float multiply-add per token.
     @inline(__always)
     static func q4KRowBytes(_ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int)
         -> SIMD4<Float>
@@ -246,8 +248,8 @@ extension KQuantKernels {
         let firstOfPair = SIMD16<UInt32>(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16)
         let secondOfPair: SIMD16<UInt32> = firstOfPair &+ 8
         let byteShifts = SIMD4<UInt32>(0, 8, 16, 24)
-        let groupsPerToken = x.sizes.groupsPerToken
-        for b in 0..<x.sizes.blocks {
+        let blocks = x.sizes.blocks
+        for b in 0..<blocks {
             let block = w + b &* 144
             let (scales, mins) = q4KScales(block)
             let d = Dequantize.half(block, 0)
@@ -285,12 +287,10 @@ extension KQuantKernels {
                 sum = ByteDotProduct.accumulatePairs(sum, p3, scale3)
                 let yd = x.scales(token: t).load(fromByteOffset: b &* 4, as: Float.self)
                 dot.addProduct(ByteDotProduct.exactFloat(sum), SIMD16(repeating: d * yd))
-                let groupOffset: Int = t &* groupsPerToken &+ b &* 16
-                let groupPointer = UnsafeRawPointer(x.groupSums + groupOffset)
-                let sixteens = groupPointer.loadUnaligned(as: SIMD16<Int32>.self)
-                let groupSums: SIMD8<Int32> = sixteens.evenHalf &+ sixteens.oddHalf
-                minimum.addProduct(
-                    LegacyKernels.exactFloat(groupMins &* groupSums), SIMD8(repeating: dmin * yd))
+                let sumsOffset: Int = (t &* blocks &+ b) &* 8
+                let groupSums = UnsafeRawPointer(x.groupSums32 + sumsOffset).loadUnaligned(as: SIMD8<Int32>.self)
+                let minimums: SIMD8<Int32> = groupMins &* groupSums
+                minimum.addProduct(LegacyKernels.exactFloat(minimums), SIMD8(repeating: dmin * yd))
             }
             accumulate(&dots.0, &minimums.0, 0)
             if count > 1 { accumulate(&dots.1, &minimums.1, 1) }

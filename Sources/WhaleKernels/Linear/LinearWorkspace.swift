@@ -165,6 +165,7 @@ struct QuantizedActivations {
         /// The weight type's code offset (`ActivationLayout.codeOffset`), for `laneSums`.
         let codeOffset: Int32
         let laneSumsOffset: Int
+        let groupSums32Offset: Int
         let byteCount: Int
 
         init(layout: ActivationLayout, tokens: Int, columns: Int, codeOffset: Int32) {
@@ -189,7 +190,10 @@ struct QuantizedActivations {
             scalesOffset = aligned(tokens * valuesPerToken * 2)
             groupSumsOffset = scalesOffset + aligned(tokens * scalesPerToken * 4)
             laneSumsOffset = groupSumsOffset + aligned(tokens * groupsPerToken * 4)
-            byteCount = laneSumsOffset + aligned(tokens * laneSumsPerToken * 4)
+            var groupSums32PerToken = 0
+            if case .q4K = layout, byteValues { groupSums32PerToken = columns / 32 }
+            groupSums32Offset = laneSumsOffset + aligned(tokens * laneSumsPerToken * 4)
+            byteCount = groupSums32Offset + aligned(tokens * groupSums32PerToken * 4)
         }
     }
 
@@ -201,6 +205,9 @@ struct QuantizedActivations {
     let groupSums: UnsafeMutablePointer<Int32>
     /// Byte values with a code offset only: −offset · Σq of each 4 values, natural order, `[tokens, columns / 4]`.
     let laneSums: UnsafeMutablePointer<Int32>
+    /// Q4_K byte values only: Σq of each 32 values (one Q4_K group; the activations' part of its minimum
+    /// term), `[tokens, columns / 32]`.
+    let groupSums32: UnsafeMutablePointer<Int32>
 
     init(base: UnsafeMutableRawPointer, sizes: Sizes) {
         self.sizes = sizes
@@ -209,6 +216,8 @@ struct QuantizedActivations {
         groupSums = (base + sizes.groupSumsOffset).bindMemory(
             to: Int32.self, capacity: sizes.tokens * sizes.groupsPerToken)
         laneSums = (base + sizes.laneSumsOffset).bindMemory(to: Int32.self, capacity: sizes.tokens * sizes.columns / 4)
+        groupSums32 = (base + sizes.groupSums32Offset).bindMemory(
+            to: Int32.self, capacity: sizes.tokens * sizes.columns / 32)
     }
 
     /// The values of token `t` (64-byte aligned when columns are a multiple of 32).
@@ -331,6 +340,11 @@ struct QuantizedActivations {
                     let quarter = (element &>> 5) & 3
                     let swapped = quarter == 1 ? 2 : quarter == 2 ? 1 : quarter
                     store(q, element: element, position: isQ4K ? element &+ (swapped &- quarter) &* 32 : element)
+                }
+                if isQ4K {
+                    let sums32 = groupSums32 + (token &* sizes.blocks &+ b) &* 8
+                    let blockSums = sums + b &* 16
+                    for g in 0..<8 { sums32[g] = blockSums[2 &* g] &+ blockSums[2 &* g &+ 1] }
                 }
             }
         }
