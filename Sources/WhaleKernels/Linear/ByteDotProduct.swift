@@ -84,15 +84,6 @@ extension ByteDotProduct {
     static func exactFloat(_ v: SIMD16<Int32>) -> SIMD16<Float> {
         unsafeBitCast(v &+ 0x4B40_0000, to: SIMD16<Float>.self) - SIMD16(repeating: 12_582_912)
     }
-
-    /// Sum of 16 lanes as a halving tree.
-    @inline(__always)
-    static func horizontalSum(_ v: SIMD16<Float>) -> Float {
-        let eight: SIMD8<Float> = v.lowHalf + v.highHalf
-        let four: SIMD4<Float> = eight.lowHalf + eight.highHalf
-        let two: SIMD2<Float> = four.lowHalf + four.highHalf
-        return two[0] + two[1]
-    }
 }
 
 extension LinearJob {

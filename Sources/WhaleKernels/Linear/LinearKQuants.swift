@@ -26,12 +26,12 @@ enum KQuantKernels {
     /// (see `Dequantize.q4_K`). y = d·sc·q − dmin·m.
     @inline(never)
     static func q4_K(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
-        // Constant token counts (4, then 1) let each inlined copy drop the per-token branches.
-        var t = 0
         if x.sizes.byteValues {
             job.tokenTiles(rows) { row, token, count in q4KRowBytes(row, x, token: token, count: count) }
             return
         }
+        // Constant token counts (4, then 1) let each inlined copy drop the per-token branches.
+        var t = 0
         while job.tokens &- t >= 4 {
             for r in rows {
                 let sums = q4KRow(job.weights + r &* job.rowBytes, x, token: t, count: 4)
@@ -132,12 +132,12 @@ enum KQuantKernels {
     /// scales, d (f16); y = d·sc·(q − 32) (see `Dequantize.q6_K`).
     @inline(never)
     static func q6_K(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
-        // Constant token counts (4, then 1) let each inlined copy drop the per-token branches.
-        var t = 0
         if x.sizes.byteValues {
             job.tokenTiles(rows) { row, token, count in q6KRowBytes(row, x, token: token, count: count) }
             return
         }
+        // Constant token counts (4, then 1) let each inlined copy drop the per-token branches.
+        var t = 0
         while job.tokens &- t >= 4 {
             for r in rows {
                 let sums = q6KRow(job.weights + r &* job.rowBytes, x, token: t, count: 4)
@@ -298,7 +298,7 @@ extension KQuantKernels {
             if count > 3 { accumulate(&dots.3, &minimums.3, 3) }
         }
         @inline(__always) func total(_ dot: SIMD16<Float>, _ minimum: SIMD8<Float>) -> Float {
-            ByteDotProduct.horizontalSum(dot) - LegacyKernels.horizontalSum(minimum)
+            Vector.halvingSum(dot) - LegacyKernels.horizontalSum(minimum)
         }
         var sums = SIMD4<Float>()
         sums[0] = total(dots.0, minimums.0)
@@ -360,10 +360,10 @@ extension KQuantKernels {
             }
         }
         var sums = SIMD4<Float>()
-        sums[0] = ByteDotProduct.horizontalSum(dots.0)
-        if count > 1 { sums[1] = ByteDotProduct.horizontalSum(dots.1) }
-        if count > 2 { sums[2] = ByteDotProduct.horizontalSum(dots.2) }
-        if count > 3 { sums[3] = ByteDotProduct.horizontalSum(dots.3) }
+        sums[0] = Vector.halvingSum(dots.0)
+        if count > 1 { sums[1] = Vector.halvingSum(dots.1) }
+        if count > 2 { sums[2] = Vector.halvingSum(dots.2) }
+        if count > 3 { sums[3] = Vector.halvingSum(dots.3) }
         return sums
     }
 }

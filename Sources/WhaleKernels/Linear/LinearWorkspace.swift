@@ -160,8 +160,9 @@ struct QuantizedActivations {
         let groupsPerToken: Int
         let scalesOffset: Int
         let groupSumsOffset: Int
-        /// Values stored as int8 for the byte kernels (see the type's comment).
-        let byteValues: Bool
+        /// Values stored as int8 for the byte kernels (see the type's comment): a compile-time constant, so
+        /// the kernels' branches on it fold away.
+        var byteValues: Bool { ByteDotProduct.isAvailable }
         /// The weight type's code offset (`ActivationLayout.codeOffset`), for `laneSums`.
         let codeOffset: Int32
         let laneSumsOffset: Int
@@ -183,15 +184,14 @@ struct QuantizedActivations {
                 scalesPerToken = blocks
             }
             groupsPerToken = columns / 16
-            byteValues = ByteDotProduct.isAvailable
             self.codeOffset = codeOffset
-            let laneSumsPerToken = byteValues && codeOffset != 0 ? columns / 4 : 0
+            let laneSumsPerToken = ByteDotProduct.isAvailable && codeOffset != 0 ? columns / 4 : 0
             func aligned(_ n: Int) -> Int { (n + 63) & ~63 }
             scalesOffset = aligned(tokens * valuesPerToken * 2)
             groupSumsOffset = scalesOffset + aligned(tokens * scalesPerToken * 4)
             laneSumsOffset = groupSumsOffset + aligned(tokens * groupsPerToken * 4)
             var groupSums32PerToken = 0
-            if case .q4K = layout, byteValues { groupSums32PerToken = columns / 32 }
+            if case .q4K = layout, ByteDotProduct.isAvailable { groupSums32PerToken = columns / 32 }
             groupSums32Offset = laneSumsOffset + aligned(tokens * laneSumsPerToken * 4)
             byteCount = groupSums32Offset + aligned(tokens * groupSums32PerToken * 4)
         }
