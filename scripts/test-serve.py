@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""End-to-end test of `whale serve` with the official `openai` Python client (what users point at it).
+"""End-to-end test of `whale serve` with the official `openai` and `anthropic` Python clients (what users point
+at it).
 
 Starts `whale serve MODEL` on 127.0.0.1 (a free port), then checks, against the same model run by `whale run`
 and `whale score`:
@@ -8,9 +9,11 @@ and `whale score`:
   - /v1/completions with echo + logprobs and max_tokens 0 equals `whale score`'s log-probabilities;
   - 8 concurrent streams each equal to the same request alone (batch invariance);
   - a client that disconnects mid-stream, then normal service;
+  - Anthropic's Messages API: the same text and token counts, streamed events, system prompt, count_tokens,
+    stop_sequences, errors in Anthropic's shape;
   - the API key (401 without it), malformed requests (400 naming the parameter), an oversized prompt;
   - the server's memory stays flat over 250 requests.
-Usage: scripts/test-serve.py WHALE_BINARY MODEL.  Needs `pip install openai`. Prints 'N passed, N failed'.
+Usage: scripts/test-serve.py WHALE_BINARY MODEL.  Needs `pip install openai anthropic`. Prints 'N passed, N failed'.
 """
 import concurrent.futures
 import json
@@ -22,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 
+import anthropic
 import openai
 
 WHALE, MODEL = sys.argv[1], sys.argv[2]
@@ -145,6 +149,53 @@ try:
     check("echo text", echo.choices[0].text.endswith("Paris."), repr(echo.choices[0].text))
     completion = client.completions.create(model="m", prompt=[1, 2, 3, 4], max_tokens=6, temperature=0)
     check("completion from token ids", completion.usage.prompt_tokens == 4 and completion.usage.completion_tokens <= 6)
+
+    # Anthropic's Messages API with the official anthropic client: the same answer as whale run --chat. The
+    # current SDK has no temperature argument (Anthropic dropped it); the server still reads the field.
+    GREEDY = {"temperature": 0}
+    claude = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key=KEY, max_retries=0, timeout=120)
+    message = claude.messages.create(model="m", max_tokens=40, messages=messages, extra_body=GREEDY)
+    check("anthropic: text equals whale run --chat",
+          [b.type for b in message.content] == ["text"] and message.content[0].text == expected["text"],
+          repr(message.content))
+    check("anthropic: usage and stop_reason",
+          message.usage.output_tokens == len(expected["tokens"])
+          and message.usage.input_tokens + (message.usage.cache_read_input_tokens or 0) == len(expected["prompt_tokens"])
+          and message.stop_reason == ("max_tokens" if expected["finish_reason"] == "length" else "end_turn"),
+          str(message))
+    with claude.messages.stream(model="m", max_tokens=40, messages=messages, extra_body=GREEDY) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_message()
+    check("anthropic: streamed equals plain", final.content[0].text == message.content[0].text
+          and final.usage.output_tokens == message.usage.output_tokens, repr(final.content))
+    check("anthropic: event sequence", kinds[0] == "message_start" and kinds[-1] == "message_stop"
+          and "content_block_start" in kinds and "content_block_stop" in kinds and "message_delta" in kinds, str(kinds))
+    system = "You are a pirate."
+    pirate = claude.messages.create(model="m", max_tokens=24, system=system, messages=messages, extra_body=GREEDY)
+    run = json.loads(subprocess.run([WHALE, "run", MODEL, "--chat", "--system", system, "-p", question, "--temp", "0",
+                                     "-n", "24", "--json"], capture_output=True, text=True, check=True).stdout)
+    check("anthropic: system prompt", pirate.content[0].text == run["text"], repr(pirate.content[0].text))
+    counted = claude.messages.count_tokens(model="m", messages=messages)
+    check("anthropic: count_tokens", counted.input_tokens == len(expected["prompt_tokens"]), str(counted))
+    if len(full) > 8:
+        stop = full[4:8]
+        cut = claude.messages.create(model="m", max_tokens=40, messages=messages, stop_sequences=[stop],
+                                     extra_body=GREEDY)
+        check("anthropic: stop_sequences", cut.stop_reason == "stop_sequence" and cut.stop_sequence == stop
+              and cut.content[0].text == full[:full.index(stop)], str(cut))
+    try:
+        claude.messages.create(model="m", max_tokens=10, messages=[{"role": "wizard", "content": "x"}])
+        check("anthropic: 400 in Anthropic's shape", False)
+    except anthropic.BadRequestError as error:
+        check("anthropic: 400 in Anthropic's shape", error.body["type"] == "error"
+              and error.body["error"]["type"] == "invalid_request_error" and "role" in error.body["error"]["message"],
+              str(error.body))
+    try:
+        anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key="wrong", max_retries=0).messages.create(
+            model="m", max_tokens=1, messages=messages)
+        check("anthropic: 401 for a wrong x-api-key", False)
+    except anthropic.AuthenticationError as error:
+        check("anthropic: 401 for a wrong x-api-key", error.body["error"]["type"] == "authentication_error")
 
     # Eight concurrent streams, each equal to its own run alone.
     prompts = [f"Count to {i} and then say a color." for i in range(3, 11)]

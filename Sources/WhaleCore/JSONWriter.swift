@@ -69,7 +69,13 @@ extension JSONValue {
     }
 }
 
-extension JSONObject {
+extension JSONObject: ExpressibleByDictionaryLiteral {
+    /// An object literal, keys in the order written; later duplicates are ignored.
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        self.init()
+        for (key, value) in elements { _ = insert(key, value) }
+    }
+
     /// Builds an object from pairs in order; later duplicates are ignored.
     public init(_ pairs: KeyValuePairs<String, JSONValue>) {
         self.init()

@@ -42,6 +42,8 @@ public struct GenerationResult: Sendable {
     public var tokens: [Int]
     public var text: String
     public var finishReason: FinishReason
+    /// The stop string that ended generation (finish reason `stopString`).
+    public var stopString: String?
     public var promptTokens: Int
     /// Prompt tokens actually computed (the rest were reused from the cache).
     public var promptTokensEvaluated: Int
@@ -370,7 +372,7 @@ public struct GenerationState {
 
     public var result: GenerationResult {
         GenerationResult(
-            tokens: tokens, text: text.text, finishReason: finishReason ?? .length,
+            tokens: tokens, text: text.text, finishReason: finishReason ?? .length, stopString: text.matchedStop,
             promptTokens: request.promptTokens.count, promptTokensEvaluated: promptTokensEvaluated,
             promptSeconds: promptSeconds, generationSeconds: (ContinuousClock.now - generationStart).seconds,
             draftedTokens: draftedTokens, acceptedDraftTokens: acceptedDraftTokens, shiftedOutTokens: shiftedOutTokens)
@@ -383,6 +385,8 @@ struct TextStream {
     var decoder: StreamingDecoder?
     let stops: [String]
     private(set) var text = ""
+    /// The stop string found, once one is.
+    private(set) var matchedStop: String?
     /// UTF-8 bytes of `text` already handed out (bytes, not Characters: a later scalar may join the last
     /// Character, as a skin tone joins an emoji).
     private var emitted = 0
@@ -397,8 +401,9 @@ struct TextStream {
         guard var decoder else { return ("", false) }
         text += try decoder.append(token)
         self.decoder = decoder
-        if let cut = Self.firstStop(in: text, stops: stops) {
+        if let (cut, stop) = Self.firstStop(in: text, stops: stops) {
             text = String(text[..<cut])
+            matchedStop = stop
             return ("", true)
         }
         return (release(upTo: text.utf8.count - Self.heldBack(text, stops: stops)), false)
@@ -421,9 +426,15 @@ struct TextStream {
         return piece
     }
 
-    /// Index where the first stop string begins, if any occurs.
-    static func firstStop(in text: String, stops: [String]) -> String.Index? {
-        stops.compactMap { stop in stop.isEmpty ? nil : text.range(of: stop)?.lowerBound }.min()
+    /// Where the first stop string begins, and which it is, if any occurs.
+    static func firstStop(in text: String, stops: [String]) -> (String.Index, String)? {
+        var first: (String.Index, String)?
+        for stop in stops where !stop.isEmpty {
+            if let start = text.range(of: stop)?.lowerBound, first.map({ start < $0.0 }) ?? true {
+                first = (start, stop)
+            }
+        }
+        return first
     }
 
     /// How many trailing UTF-8 bytes might be the start of a stop string, and so must not be shown yet.

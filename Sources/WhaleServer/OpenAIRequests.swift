@@ -21,6 +21,9 @@ struct GenerationSettings {
 struct ChatCompletionRequest {
     var messages: [ChatMessage]
     var settings: GenerationSettings
+    /// Whether a reasoning model's thinking is returned apart (`reasoning_content`) or inline in `content`
+    /// (`"reasoning_format": "none"`, llama-server's option).
+    var separatesReasoning: Bool
 }
 
 /// A parsed `/v1/completions` body.
@@ -156,6 +159,7 @@ extension ChatCompletionRequest {
         "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p",
         "presence_penalty", "frequency_penalty", "repetition_penalty", "seed", "stop", "n", "logprobs",
         "top_logprobs", "logit_bias", "stream", "stream_options", "user", "response_format", "metadata", "store",
+        "reasoning_format",
     ]
 
     init(_ fields: RequestFields) throws {
@@ -169,6 +173,13 @@ extension ChatCompletionRequest {
             throw APIError.invalid("top_logprobs", "'top_logprobs' needs 'logprobs': true")
         }
         settings = try fields.settings(maxTokensKeys: ["max_tokens", "max_completion_tokens"], logprobs: logprobs)
+        switch try fields.string("reasoning_format") ?? "auto" {
+        case "auto", "deepseek": separatesReasoning = true
+        case "none": separatesReasoning = false
+        default:
+            throw APIError.invalid(
+                "reasoning_format", "'reasoning_format' must be \"auto\", \"deepseek\" or \"none\" (thinking inline)")
+        }
         guard let list = fields.value("messages")?.array else {
             throw APIError.invalid("messages", "'messages' must be an array of messages")
         }

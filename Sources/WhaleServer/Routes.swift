@@ -15,9 +15,11 @@ extension APIError: HTTPResponseError {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         if statusCode == 503 { headers[.retryAfter] = "1" }
+        // Anthropic's routes answer in Anthropic's error shape, the rest in OpenAI's.
+        let shaped = request.uri.path.hasPrefix("/v1/messages") ? anthropicBody : body
         return Response(
             status: status, headers: headers,
-            body: ResponseBody(byteBuffer: ByteBuffer(string: body.serialized())))
+            body: ResponseBody(byteBuffer: ByteBuffer(string: shaped.serialized())))
     }
 }
 
@@ -83,6 +85,12 @@ public final class ServiceHandle: Sendable {
         }
         router.post("/v1/completions") { [self] request, _ in
             try await current().completionRoute(try await body(request))
+        }
+        router.post("/v1/messages") { [self] request, _ in
+            try await current().messagesRoute(try await body(request))
+        }
+        router.post("/v1/messages/count_tokens") { [self] request, _ in
+            try current().countTokensRoute(try await body(request))
         }
         router.post("/tokenize") { [self] request, _ in
             try current().tokenizeRoute(try await body(request))
@@ -160,7 +168,9 @@ extension InferenceService {
             return json(chatResponse(request, prompt: prompt, results: results, id: id))
         }
         let settings = request.settings
+        let splitter = reasoningSplitter(request)
         return sse { [self] send in
+            var splitters = Array(repeating: splitter, count: settings.n)
             for index in 0..<settings.n {
                 try await send(
                     chatChunk(
@@ -171,13 +181,15 @@ extension InferenceService {
             for await (index, event) in events {
                 switch event {
                 case .tokens(let text, let tokens):
+                    let piece = splitters[index]?.feed(text) ?? ReasoningSplitter.Piece(content: text)
                     let logprobs = settings.logprobs == nil || tokens.isEmpty ? JSONValue.null : chatLogprobs(tokens)
-                    if text.isEmpty && logprobs == .null { continue }
-                    try await send(
-                        chatChunk(
-                            id: id, index: index, delta: JSONObject(["content": .string(text)]), logprobs: logprobs))
+                    if piece.isEmpty && logprobs == .null { continue }
+                    try await send(chatChunk(id: id, index: index, delta: messageDelta(piece), logprobs: logprobs))
                 case .finished(let result):
                     results.append(result)
+                    if let rest = splitters[index]?.finish(), !rest.isEmpty {
+                        try await send(chatChunk(id: id, index: index, delta: messageDelta(rest)))
+                    }
                     try await send(chatChunk(id: id, index: index, delta: JSONObject(), finish: finishReason(result)))
                 case .failed(let error):
                     try await send(APIError(status: 500, error.description, type: "server_error").body)

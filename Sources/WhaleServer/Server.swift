@@ -62,6 +62,11 @@ public final class InferenceService: Sendable {
 
     func chatCompletions(_ body: [UInt8]) throws -> (stream: Bool, ChatCompletionRequest, prompt: [Int]) {
         let request = try ChatCompletionRequest(RequestFields(body))
+        return (request.settings.stream, request, try chatPrompt(request.messages))
+    }
+
+    /// A conversation rendered with the model's chat template, as token ids.
+    func chatPrompt(_ messages: [ChatMessage]) throws -> [Int] {
         guard let template else {
             throw APIError(
                 "the model carries no chat template the server recognises; start whale serve with --chat-template NAME "
@@ -69,12 +74,11 @@ public final class InferenceService: Sendable {
                 param: "messages", code: "no_chat_template")
         }
         let text = template.render(
-            request.messages, addGenerationPrompt: true,
-            bosToken: tokenizer.bosTokenID.map { tokenizer.tokens[$0] } ?? "",
+            messages, addGenerationPrompt: true, bosToken: tokenizer.bosTokenID.map { tokenizer.tokens[$0] } ?? "",
             eosToken: tokenizer.eosTokenIDs.first.map { tokenizer.tokens[$0] } ?? "")
         var ids = tokenizer.encode(text, parseSpecial: true)
         if tokenizer.addsBOS, let bos = tokenizer.bosTokenID, ids.first != bos { ids.insert(bos, at: 0) }
-        return (request.settings.stream, request, ids)
+        return ids
     }
 
     /// Queues the `n` choices of a prompt and merges their events.
@@ -158,11 +162,20 @@ public final class InferenceService: Sendable {
     func chatResponse(_ request: ChatCompletionRequest, prompt: [Int], results: [ChoiceResult], id: String)
         -> JSONValue
     {
+        let splitter = reasoningSplitter(request)
         let choices: [JSONValue] = results.enumerated().map { index, choice in
-            .object(
+            var message = JSONObject(["role": .string("assistant"), "content": .string(choice.text)])
+            if splitter != nil {
+                let piece = ReasoningSplitter.split(choice.text, startsInReasoning: template?.opensReasoning ?? false)
+                message.set("content", .string(piece.content))
+                if !piece.reasoning.isEmpty || template?.opensReasoning == true {
+                    message.set("reasoning_content", .string(piece.reasoning))
+                }
+            }
+            return .object(
                 JSONObject([
                     "index": .integer(Int64(index)),
-                    "message": .object(JSONObject(["role": .string("assistant"), "content": .string(choice.text)])),
+                    "message": .object(message),
                     "logprobs": request.settings.logprobs == nil ? .null : chatLogprobs(choice.tokens),
                     "finish_reason": .string(finishReason(choice.result)),
                 ]))
@@ -170,6 +183,20 @@ public final class InferenceService: Sendable {
         return envelope(
             id: id, object: "chat.completion", choices: choices,
             usage: usage(prompt: prompt.count, results.compactMap(\.result)))
+    }
+
+    /// A fresh splitter for each choice of `request`, nil when the reasoning stays inline.
+    func reasoningSplitter(_ request: ChatCompletionRequest) -> ReasoningSplitter? {
+        request.separatesReasoning ? ReasoningSplitter(startsInReasoning: template?.opensReasoning ?? false) : nil
+    }
+
+    /// A streamed message delta: the reasoning as `reasoning_content` (DeepSeek's field), the answer as
+    /// `content`.
+    func messageDelta(_ piece: ReasoningSplitter.Piece) -> JSONObject {
+        var delta = JSONObject()
+        if !piece.reasoning.isEmpty { delta.set("reasoning_content", .string(piece.reasoning)) }
+        if !piece.content.isEmpty || piece.reasoning.isEmpty { delta.set("content", .string(piece.content)) }
+        return delta
     }
 
     /// OpenAI's chat `logprobs`: `{"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}`.

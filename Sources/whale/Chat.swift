@@ -72,9 +72,10 @@ struct Chat: ParsableCommand {
                 let request = GenerationRequest(
                     promptTokens: ids, maxTokens: n, sampling: parameters, stopTokens: tokenizer.endOfGenerationTokenIDs
                 )
+                var printer = GeneratedTextPrinter(startsInReasoning: template.opensReasoning)
                 let result = try generator.generate(
-                    request, onText: { print($0, terminator: "", to: &out) },
-                    shouldContinue: { !Interrupt.flag.load(ordering: .relaxed) })
+                    request, onText: { printer.write($0) }, shouldContinue: { !Interrupt.flag.load(ordering: .relaxed) })
+                printer.finish()
                 print("", to: &out)
                 if result.finishReason == .cancelled { print("(stopped)", to: &err) }
                 if result.finishReason == .contextFull { print("(context full: /clear, or a larger --ctx)", to: &err) }
@@ -104,5 +105,48 @@ enum Interrupt {
                 Interrupt.flag.store(true, ordering: .relaxed)
             }
         #endif
+    }
+}
+
+/// Writes generated text to standard output. On a terminal a reasoning model's thinking (up to `</think>`)
+/// is dimmed so the answer stands out; piped output is the text exactly as generated.
+struct GeneratedTextPrinter {
+    private var splitter: ReasoningSplitter?
+    private var printedReasoning = false
+    private var printedContent = false
+    private var out = StandardOutput()
+
+    init(startsInReasoning: Bool) {
+        #if canImport(Glibc)
+            let terminal = isatty(STDOUT_FILENO) != 0
+        #else
+            let terminal = false
+        #endif
+        splitter = terminal ? ReasoningSplitter(startsInReasoning: startsInReasoning) : nil
+    }
+
+    mutating func write(_ text: String) {
+        guard splitter != nil else { return print(text, terminator: "", to: &out) }
+        if let piece = splitter?.feed(text) { show(piece) }
+    }
+
+    /// Prints what was held back; call once at the end of an answer.
+    mutating func finish() {
+        if let piece = splitter?.finish() { show(piece) }
+        splitter = splitter.map { _ in ReasoningSplitter(startsInReasoning: false) }
+        printedReasoning = false
+        printedContent = false
+    }
+
+    private mutating func show(_ piece: ReasoningSplitter.Piece) {
+        if !piece.reasoning.isEmpty {
+            print("\u{1B}[2m" + piece.reasoning + "\u{1B}[0m", terminator: "", to: &out)
+            printedReasoning = true
+        }
+        if !piece.content.isEmpty {
+            if printedReasoning && !printedContent { print("\n", to: &out) }
+            print(piece.content, terminator: "", to: &out)
+            printedContent = true
+        }
     }
 }

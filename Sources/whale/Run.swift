@@ -71,8 +71,12 @@ struct Run: ParsableCommand {
                 promptTokens: promptTokens, maxTokens: n, sampling: try sampling.parameters(), stopStrings: stop,
                 stopTokens: tokenizer?.endOfGenerationTokenIDs ?? [])
             var out = StandardOutput()
-            let result = try generator.generate(
-                request, onText: { text in if !json { print(text, terminator: "", to: &out) } })
+            let opensReasoning =
+                chat && tokens == nil && tokenizer != nil
+                ? try resolveChatTemplate(tokenizer: tokenizer!, name: chatTemplate).opensReasoning : false
+            var printer = GeneratedTextPrinter(startsInReasoning: opensReasoning)
+            let result = try generator.generate(request, onText: { text in if !json { printer.write(text) } })
+            if !json { printer.finish() }
             if json {
                 let object = JSONObject([
                     "prompt_tokens": .array(promptTokens.map { .integer(Int64($0)) }),
