@@ -53,7 +53,9 @@ let releaseFlags: [SwiftSetting] = [.unsafeFlags(cpuFlags, .when(configuration: 
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ], swiftSettings: releaseFlags),
+            ],
+            // The web chat page, compiled into the binary (PackageResources.chat_html): whale serve needs no files.
+            resources: [.embedInCode("WebChat/chat.html")], swiftSettings: releaseFlags),
         .testTarget(
             name: "WhaleServerTests",
             dependencies: [

@@ -8,14 +8,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-models.sh all > /dev/null
 scripts/fetch-tokenizers.sh all > /dev/null
-# The tap tests run scripts/diff-taps.py, which needs numpy; the server test drives whale serve with the
-# official openai client.
+# The tap tests run scripts/diff-taps.py, which needs numpy; the server tests drive whale serve with the
+# official openai and anthropic clients, lm-evaluation-harness, and Debian's Chromium through Playwright.
 python3 -c "import numpy" 2> /dev/null || python3 -m pip install --quiet "numpy==2.4.6"
 python3 -c "import openai" 2> /dev/null || python3 -m pip install --quiet "openai==3.57.0"
+python3 -c "import anthropic" 2> /dev/null || python3 -m pip install --quiet "anthropic==2.16.0"
+python3 -c "import playwright" 2> /dev/null || python3 -m pip install --quiet "playwright==1.65.2"
+python3 -c "import lm_eval, aiohttp, tenacity" 2> /dev/null || python3 -m pip install --quiet "lm_eval[api]==0.4.13"
+if ! command -v chromium > /dev/null; then
+    sudo=$([[ $(id -u) == 0 ]] || echo sudo)
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium > /dev/null
+fi
 swift format lint --strict --configuration .swift-format --recursive Sources Tests Package.swift
 export WHALE_REQUIRE_MODELS=1
 swift test "$@"
 swift test -c release -Xswiftc -enable-testing --filter "SmolLM2|PerplexityTests|LinearTests" "$@"
-# whale serve end to end with the openai client, on the release binary the step above built.
+# whale serve end to end (openai and anthropic clients, lm-evaluation-harness, the web page in Chromium), on
+# the release binary the step above built.
 [[ -x .build/release/whale ]] || swift build -c release --product whale
 python3 scripts/test-serve.py .build/release/whale models/SmolLM2-135M-Instruct.Q4_1.gguf
+python3 scripts/test-lm-eval.py .build/release/whale models/SmolLM2-135M-Instruct.Q4_1.gguf
+python3 scripts/test-webui.py .build/release/whale models/SmolLM2-135M-Instruct.Q4_1.gguf

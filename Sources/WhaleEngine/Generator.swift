@@ -312,6 +312,8 @@ public struct GenerationState {
     public private(set) var tokens: [Int] = []
     /// Nil while generating.
     public private(set) var finishReason: FinishReason?
+    /// The stop token that ended generation (not in `tokens`: it is not text).
+    public private(set) var endToken: Int?
     let promptTokensEvaluated: Int
     let started = ContinuousClock.now
     var promptSeconds = 0.0
@@ -348,6 +350,7 @@ public struct GenerationState {
     mutating func take(_ token: Int) throws -> String {
         if request.stopTokens.contains(token) {
             finishReason = .endOfSequence
+            endToken = token
             return ""
         }
         tokens.append(token)

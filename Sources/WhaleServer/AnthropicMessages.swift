@@ -53,7 +53,8 @@ struct MessagesRequest {
                 guard let type = thinking.object?["type"]?.string, ["enabled", "disabled", "adaptive"].contains(type)
                 else {
                     throw APIError.invalid(
-                        "thinking", "thinking must be {\"type\": \"enabled\", \"budget_tokens\": N} or {\"type\": \"disabled\"}")
+                        "thinking",
+                        "thinking must be {\"type\": \"enabled\", \"budget_tokens\": N} or {\"type\": \"disabled\"}")
                 }
             }
         }
@@ -259,7 +260,8 @@ func anthropicEvents(
         status: .ok, headers: headers,
         body: ResponseBody { writer in
             try await body { name, data in
-                try await writer.write(ByteBuffer(string: "event: \(name)\ndata: \(JSONValue.object(data).serialized())\n\n"))
+                try await writer.write(
+                    ByteBuffer(string: "event: \(name)\ndata: \(JSONValue.object(data).serialized())\n\n"))
             }
             try await writer.finish(nil)
         })
@@ -280,6 +282,8 @@ extension APIError {
             case 500...: "api_error"
             default: "invalid_request_error"
             }
-        return .object(["type": .string("error"), "error": .object(["type": .string(type), "message": .string(message)])])
+        return .object([
+            "type": .string("error"), "error": .object(["type": .string(type), "message": .string(message)]),
+        ])
     }
 }

@@ -53,6 +53,14 @@ public final class ServiceHandle: Sendable {
     {
         let router = Router()
         router.add(middleware: GuardMiddleware(apiKey: configuration.apiKey, corsOrigin: configuration.corsOrigin))
+        router.get("/") { _, _ in
+            var headers = HTTPFields()
+            headers[.contentType] = "text/html; charset=utf-8"
+            headers[.cacheControl] = "no-cache"
+            return Response(
+                status: .ok, headers: headers,
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: PackageResources.chat_html)))
+        }
         router.get("/health") { [self] _, _ in
             service == nil
                 ? json(.object(JSONObject(["status": .string("loading")])), status: .serviceUnavailable)
@@ -98,6 +106,7 @@ public final class ServiceHandle: Sendable {
         router.post("/detokenize") { [self] request, _ in
             try current().detokenizeRoute(try await body(request))
         }
+        router.get("/tokenizer_info") { [self] _, _ in try current().tokenizerInfoRoute() }
         return Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "whale"),
@@ -130,20 +139,26 @@ extension InferenceService {
         return handle.application(onServerRunning: onServerRunning)
     }
 
-    /// llama-server's `/tokenize`: `{"content", "add_special", "parse_special"}` → `{"tokens"}`.
+    /// `/tokenize` as llama-server has it (`{"content", "add_special", "parse_special"}`) and as vLLM has it
+    /// (`{"prompt", "add_special_tokens"}`, what lm-evaluation-harness's remote tokenizer sends) → `{"tokens"}`.
     func tokenizeRoute(_ body: [UInt8]) throws -> Response {
         let fields = try RequestFields(body)
-        guard let content = try fields.string("content") else {
-            throw APIError.invalid("content", "'content' (the text to tokenize) is required")
+        guard let content = try fields.string("content") ?? fields.string("prompt") else {
+            throw APIError.invalid("content", "'content' (or 'prompt'): the text to tokenize is required")
         }
         var ids = tokenizer.encode(content, parseSpecial: try fields.bool("parse_special") ?? true)
-        if try fields.bool("add_special") == true, tokenizer.addsBOS, let bos = tokenizer.bosTokenID {
+        let addSpecial = try fields.bool("add_special") ?? fields.bool("add_special_tokens") ?? false
+        if addSpecial, tokenizer.addsBOS, let bos = tokenizer.bosTokenID, ids.first != bos {
             ids.insert(bos, at: 0)
         }
-        return json(.object(JSONObject(["tokens": .array(ids.map { .integer(Int64($0)) })])))
+        return json(
+            .object([
+                "tokens": .array(ids.map { .integer(Int64($0)) }), "count": .integer(Int64(ids.count)),
+                "max_model_len": .integer(Int64(scheduler.configuration.contextSize)),
+            ]))
     }
 
-    /// llama-server's `/detokenize`: `{"tokens"}` → `{"content"}`.
+    /// `/detokenize`: `{"tokens"}` → the text, as llama-server (`content`) and vLLM (`prompt`) name it.
     func detokenizeRoute(_ body: [UInt8]) throws -> Response {
         let fields = try RequestFields(body)
         guard let list = fields.value("tokens")?.array, list.allSatisfy({ $0.integer != nil }) else {
@@ -151,10 +166,25 @@ extension InferenceService {
         }
         do {
             let text = try tokenizer.decode(list.compactMap(\.integer))
-            return json(.object(JSONObject(["content": .string(text)])))
+            return json(.object(["content": .string(text), "prompt": .string(text)]))
         } catch let error as WhaleError {
             throw APIError(error)
         }
+    }
+
+    /// vLLM's `/tokenizer_info`: the special tokens and the chat template, so a client can tokenize through
+    /// `/tokenize` instead of loading the tokenizer itself (lm-evaluation-harness's `tokenizer_backend=remote`,
+    /// which it picks automatically when this route answers).
+    func tokenizerInfoRoute() -> Response {
+        func token(_ id: Int?) -> JSONValue { id.map { .string(tokenizer.tokens[$0]) } ?? .null }
+        var info: JSONObject = [
+            "tokenizer_class": .string("whale"), "bos_token": token(tokenizer.bosTokenID),
+            "eos_token": token(tokenizer.eosTokenIDs.first), "pad_token": .null,
+            "add_bos_token": .bool(tokenizer.addsBOS), "vocab_size": .integer(Int64(tokenizer.vocabularySize)),
+            "model_max_length": .integer(Int64(scheduler.configuration.contextSize)),
+        ]
+        if let jinja = tokenizer.chatTemplate { info.set("chat_template", .string(jinja)) }
+        return json(.object(info))
     }
 
     func chatRoute(_ body: [UInt8]) async throws -> Response {
@@ -182,7 +212,8 @@ extension InferenceService {
                 switch event {
                 case .tokens(let text, let tokens):
                     let piece = splitters[index]?.feed(text) ?? ReasoningSplitter.Piece(content: text)
-                    let logprobs = settings.logprobs == nil || tokens.isEmpty ? JSONValue.null : chatLogprobs(tokens)
+                    let shown = tokens.filter { !$0.endsGeneration }
+                    let logprobs = settings.logprobs == nil || shown.isEmpty ? JSONValue.null : chatLogprobs(shown)
                     if piece.isEmpty && logprobs == .null { continue }
                     try await send(chatChunk(id: id, index: index, delta: messageDelta(piece), logprobs: logprobs))
                 case .finished(let result):

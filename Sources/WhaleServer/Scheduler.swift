@@ -26,6 +26,9 @@ public struct TokenChoice: Sendable {
     public var id: Int
     public var logprob: Double?
     public var top: [(id: Int, logprob: Double)]
+    /// The stop token that ended generation: reported with completions' logprobs, as OpenAI and vLLM do (a
+    /// client scoring with `max_tokens: 1` counts on one generated entry), but not part of the text.
+    public var endsGeneration = false
 }
 
 /// What a running job reports, in order: text and tokens as they become final, then one `finished`.
@@ -297,6 +300,10 @@ public final class Scheduler: @unchecked Sendable {
                 }
                 slot.lastToken = now
                 metrics.generated(tokens: 1)
+            } else if let end = state.endToken, ticket.job.logprobs != nil {
+                var last = choice(end, logits: row, top: ticket.job.logprobs)
+                last.endsGeneration = true
+                choices.append(last)
             }
             if !text.isEmpty || !choices.isEmpty { ticket.continuation.yield(.tokens(text: text, tokens: choices)) }
             if state.isFinished { finish(slot, reason: nil) }

@@ -199,8 +199,10 @@ public final class InferenceService: Sendable {
         return delta
     }
 
-    /// OpenAI's chat `logprobs`: `{"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}`.
-    func chatLogprobs(_ tokens: [TokenChoice]) -> JSONValue {
+    /// OpenAI's chat `logprobs`: `{"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}]}`, for the
+    /// tokens of the message (not the stop token that ended it).
+    func chatLogprobs(_ allTokens: [TokenChoice]) -> JSONValue {
+        let tokens = allTokens.filter { !$0.endsGeneration }
         func entry(_ id: Int, _ logprob: Double) -> JSONObject {
             let bytes = (try? tokenizer.bytes(of: id)) ?? []
             return JSONObject([

@@ -74,7 +74,8 @@ struct Chat: ParsableCommand {
                 )
                 var printer = GeneratedTextPrinter(startsInReasoning: template.opensReasoning)
                 let result = try generator.generate(
-                    request, onText: { printer.write($0) }, shouldContinue: { !Interrupt.flag.load(ordering: .relaxed) })
+                    request, onText: { printer.write($0) }, shouldContinue: { !Interrupt.flag.load(ordering: .relaxed) }
+                )
                 printer.finish()
                 print("", to: &out)
                 if result.finishReason == .cancelled { print("(stopped)", to: &err) }

@@ -1,6 +1,6 @@
 import Foundation
-import Hummingbird
 import HTTPTypes
+import Hummingbird
 import HummingbirdTesting
 import Testing
 import WhaleCore
@@ -135,7 +135,10 @@ import WhaleTokenizer
                 (#"{"model":"t","messages":[{"role":"user","content":"a"}]}"#, "max_tokens"),
                 (#"{"model":"t","max_tokens":5,"messages":[{"role":"system","content":"a"}]}"#, "messages.0.role"),
                 (#"{"model":"t","max_tokens":5,"messages":[{"role":"user","content":[{"type":"image"}]}]}"#, "image"),
-                (#"{"model":"t","max_tokens":5,"messages":[{"role":"user","content":"a"}],"temperature":1.5}"#, "temperature"),
+                (
+                    #"{"model":"t","max_tokens":5,"messages":[{"role":"user","content":"a"}],"temperature":1.5}"#,
+                    "temperature"
+                ),
                 (#"{"model":"t","max_tokens":5,"messages":[{"role":"user","content":"a"}],"tools":[]}"#, "tools"),
             ]
             for (body, mention) in cases {
@@ -164,7 +167,8 @@ import WhaleTokenizer
             let (_, inline) = try await post(client, "/v1/chat/completions", request + #","reasoning_format":"none"}"#)
             let raw = try #require(
                 try object(inline)["choices"]?.array?.first?.object?["message"]?.object?["content"]?.string)
-            #expect(try object(inline)["choices"]?.array?.first?.object?["message"]?.object?["reasoning_content"] == nil)
+            #expect(
+                try object(inline)["choices"]?.array?.first?.object?["message"]?.object?["reasoning_content"] == nil)
             let expected = ReasoningSplitter.split(raw, startsInReasoning: true)
             #expect(!expected.reasoning.isEmpty)
 
@@ -186,7 +190,8 @@ import WhaleTokenizer
 
             // Anthropic's API returns the reasoning as a thinking block before the text.
             let (_, anthropic) = try await post(
-                client, "/v1/messages", #"{"model":"t","messages":[{"role":"user","content":"why?"}],"#
+                client, "/v1/messages",
+                #"{"model":"t","messages":[{"role":"user","content":"why?"}],"#
                     + #""max_tokens":16,"temperature":0,"thinking":{"type":"enabled","budget_tokens":1024}}"#)
             let blocks = try #require(try object(anthropic)["content"]?.array?.compactMap(\.object))
             #expect(blocks.map { $0["type"]?.string } == ["thinking", "text"])

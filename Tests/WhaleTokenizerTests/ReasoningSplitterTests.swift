@@ -9,7 +9,10 @@ import WhaleTokenizer
     /// (output, whether the prompt opened the reasoning, expected reasoning, expected answer)
     static let cases: [(String, Bool, String, String)] = [
         // R1: the template ends with "<think>\n", the model writes the rest.
-        ("Let me think.\n2 + 2 = 4.\n</think>\n\nThe answer is 4.", true, "Let me think.\n2 + 2 = 4.", "The answer is 4."),
+        (
+            "Let me think.\n2 + 2 = 4.\n</think>\n\nThe answer is 4.", true, "Let me think.\n2 + 2 = 4.",
+            "The answer is 4."
+        ),
         // The model opens its reasoning itself (templates that do not).
         ("<think>\nhmm, fine\n</think>\n\nHi there", false, "hmm, fine", "Hi there"),
         ("  \n<think>x</think>y", false, "x", "y"),
@@ -30,7 +33,8 @@ import WhaleTokenizer
     @Test(arguments: cases.indices)
     func splitsAtTheClosingMarker(index: Int) {
         let (output, opens, reasoning, content) = Self.cases[index]
-        #expect(ReasoningSplitter.split(output, startsInReasoning: opens) == Piece(reasoning: reasoning, content: content))
+        #expect(
+            ReasoningSplitter.split(output, startsInReasoning: opens) == Piece(reasoning: reasoning, content: content))
     }
 
     /// Streamed one character at a time, or in chunks of every size, the pieces add up to the whole split.
