@@ -241,7 +241,7 @@ try:
         ({"model": "m", "messages": messages, "temperature": -1}, "temperature"),
         ({"model": "m", "messages": messages, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         ({"model": "m", "messages": messages, "n": 99}, "n"),
-        ({"model": "m", "messages": messages, "tools": [{"type": "function"}]}, "tools"),
+        ({"model": "m", "messages": messages, "tools": [{"type": "function"}]}, "tools[0]"),
         ({"model": "m", "messages": "hello"}, "messages"),
     ]
     for payload, param in bad:
@@ -276,6 +276,66 @@ finally:
     except subprocess.TimeoutExpired:
         server.kill()
         check("SIGTERM: exit 0", False, "did not exit")
+
+# Tool calls, on a second server with Qwen2.5's template (ChatML, which SmolLM2 speaks). SmolLM2-135M is too small
+# to call tools on its own (asked, it answers in text), so `tool_choice: required` opens the call for it.
+port = free_port()
+server = subprocess.Popen([WHALE, "serve", MODEL, "--port", str(port), "--chat-template", "qwen2.5"],
+                          stderr=subprocess.DEVNULL)
+try:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except Exception:
+            time.sleep(0.3)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=120)
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Get the current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    ask = [{"role": "user", "content": "What's the weather in Paris?"}]
+    forced = client.chat.completions.create(model="m", messages=ask, tools=tools, tool_choice="required",
+                                            temperature=0, max_tokens=60)
+    calls = forced.choices[0].message.tool_calls or []
+    check("tools: required gives a tool call", forced.choices[0].finish_reason == "tool_calls" and len(calls) == 1
+          and calls[0].id.startswith("call_") and calls[0].type == "function", str(forced.choices[0]))
+    check("tools: arguments are a JSON object string",
+          bool(calls) and isinstance(json.loads(calls[0].function.arguments), dict), str(calls))
+    deltas, finish = {}, None
+    for chunk in client.chat.completions.create(model="m", messages=ask, tools=tools, tool_choice="required",
+                                                temperature=0, max_tokens=60, stream=True):
+        for choice in chunk.choices:
+            finish = choice.finish_reason or finish
+            for call in choice.delta.tool_calls or []:
+                entry = deltas.setdefault(call.index, {"name": "", "arguments": ""})
+                entry["name"] += (call.function.name or "") if call.function else ""
+                entry["arguments"] += (call.function.arguments or "") if call.function else ""
+    check("tools: streamed call equals plain", finish == "tool_calls" and bool(calls)
+          and list(deltas.values()) == [{"name": calls[0].function.name, "arguments": calls[0].function.arguments}],
+          str(deltas))
+    history = ask + [forced.choices[0].message.model_dump(exclude_none=True),
+                     {"role": "tool", "tool_call_id": calls[0].id if calls else "x", "content": "{\"temp_c\": 18}"}]
+    answer = client.chat.completions.create(model="m", messages=history, tools=tools, temperature=0, max_tokens=30)
+    check("tools: a tool result is fed back", answer.choices[0].finish_reason in ("stop", "length")
+          and answer.usage.prompt_tokens > forced.usage.prompt_tokens, str(answer.choices[0]))
+    named = client.chat.completions.create(model="m", messages=ask, tools=tools, temperature=0, max_tokens=60,
+                                           tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    message = named.choices[0].message
+    check("tools: a malformed call comes back as text, not an error",
+          named.choices[0].finish_reason != "tool_calls" and (message.content or "").startswith("<tool_call>")
+          or named.choices[0].finish_reason == "tool_calls" and message.tool_calls[0].function.name == "get_weather",
+          str(named.choices[0]))
+    plain = client.chat.completions.create(model="m", messages=ask, tools=tools, temperature=0, max_tokens=20)
+    check("tools: auto without a call answers in text", plain.choices[0].message.tool_calls is None
+          and plain.choices[0].message.content, str(plain.choices[0]))
+finally:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -113,7 +113,8 @@ extension InferenceService {
     /// `POST /v1/messages`.
     func messagesRoute(_ body: [UInt8]) async throws -> Response {
         let request = try MessagesRequest(RequestFields(body))
-        let prompt = try chatPrompt(request.messages)
+        let (prompt, _) = try chatPrompt(
+            ChatCompletionRequest(messages: request.messages, settings: request.settings, separatesReasoning: true))
         let id = responseID("msg_")
         let started = ContinuousClock.now
         let events = try submit(prompt: prompt, settings: request.settings, param: "messages")
@@ -208,7 +209,9 @@ extension InferenceService {
     /// `POST /v1/messages/count_tokens`: the prompt's length under the model's chat template.
     func countTokensRoute(_ body: [UInt8]) throws -> Response {
         let request = try MessagesRequest(RequestFields(body), countingOnly: true)
-        return json(.object(["input_tokens": .integer(Int64(try chatPrompt(request.messages).count))]))
+        let chat = ChatCompletionRequest(
+            messages: request.messages, settings: request.settings, separatesReasoning: true)
+        return json(.object(["input_tokens": .integer(Int64(try chatPrompt(chat).prompt.count))]))
     }
 
     func messageObject(id: String, content: [JSONValue], result: GenerationResult?, prompt: Int) -> JSONObject {

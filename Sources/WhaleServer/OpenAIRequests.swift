@@ -24,6 +24,25 @@ struct ChatCompletionRequest {
     /// Whether a reasoning model's thinking is returned apart (`reasoning_content`) or inline in `content`
     /// (`"reasoning_format": "none"`, llama-server's option).
     var separatesReasoning: Bool
+    /// Function definitions as sent (`{"type": "function", "function": {...}}`), rendered by the template.
+    var tools: [JSONValue] = []
+    var toolChoice: ToolChoice = .auto
+    /// false: at most one call per answer.
+    var parallelToolCalls = true
+    /// DeepSeek V3.1's thinking mode (`chat_template_kwargs: {"thinking": true}`, as vLLM and llama-server
+    /// take it); nil: the template's default.
+    var thinking: Bool?
+
+    enum ToolChoice: Equatable {
+        /// The model may call tools (the default when there are tools).
+        case auto
+        /// Tools are not offered and calls are not parsed.
+        case none
+        /// The model must call one of the tools.
+        case required
+        /// The model must call this function.
+        case function(String)
+    }
 }
 
 /// A parsed `/v1/completions` body.
@@ -159,7 +178,7 @@ extension ChatCompletionRequest {
         "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p",
         "presence_penalty", "frequency_penalty", "repetition_penalty", "seed", "stop", "n", "logprobs",
         "top_logprobs", "logit_bias", "stream", "stream_options", "user", "response_format", "metadata", "store",
-        "reasoning_format",
+        "reasoning_format", "tools", "tool_choice", "parallel_tool_calls", "chat_template_kwargs",
     ]
 
     init(_ fields: RequestFields) throws {
@@ -193,9 +212,87 @@ extension ChatCompletionRequest {
                 throw APIError.invalid(
                     param + ".role", "\(param).role must be one of system, developer, user, assistant, tool")
             }
+            var calls: [ChatMessage.ToolCall]?
+            if role == "assistant", let list = message["tool_calls"], !list.isNull {
+                calls = try Self.toolCalls(list, param: param + ".tool_calls")
+            }
             return ChatMessage(
-                role: role == "developer" ? "system" : role, content: try Self.text(message["content"], param: param))
+                role: role == "developer" ? "system" : role, content: try Self.text(message["content"], param: param),
+                toolCalls: calls)
         }
+        try readTools(fields)
+        if let kwargs = fields.value("chat_template_kwargs") {
+            guard let object = kwargs.object else {
+                throw APIError.invalid("chat_template_kwargs", "'chat_template_kwargs' must be an object")
+            }
+            for key in object.keys {
+                guard key == "thinking" || key == "enable_thinking", let value = object[key]?.bool else {
+                    throw APIError.invalid(
+                        "chat_template_kwargs",
+                        "chat_template_kwargs takes \"thinking\" (or \"enable_thinking\"): true or false; '\(key)' is not supported"
+                    )
+                }
+                thinking = value
+            }
+        }
+    }
+
+    /// An assistant message's `tool_calls`: `[{"id", "type": "function", "function": {"name", "arguments"}}]`.
+    static func toolCalls(_ value: JSONValue, param: String) throws -> [ChatMessage.ToolCall] {
+        guard let list = value.array else { throw APIError.invalid(param, "\(param) must be an array of tool calls") }
+        return try list.enumerated().map { index, call in
+            let function = call.object?["function"]?.object
+            guard let name = function?["name"]?.string, !name.isEmpty else {
+                throw APIError.invalid("\(param)[\(index)]", "\(param)[\(index)].function.name is required")
+            }
+            // Arguments are JSON text; some clients send the object itself.
+            let arguments = function?["arguments"]
+            guard let text = arguments?.string ?? arguments.flatMap({ $0.object != nil ? $0.serialized() : nil }) else {
+                throw APIError.invalid(
+                    "\(param)[\(index)]", "\(param)[\(index)].function.arguments must be a JSON string")
+            }
+            return ChatMessage.ToolCall(type: call.object?["type"]?.string ?? "function", name: name, arguments: text)
+        }
+    }
+
+    /// `tools`, `tool_choice` and `parallel_tool_calls`.
+    mutating func readTools(_ fields: RequestFields) throws {
+        if let list = fields.value("tools") {
+            guard let array = list.array else { throw APIError.invalid("tools", "'tools' must be an array") }
+            for (index, tool) in array.enumerated() {
+                guard tool.object?["type"]?.string == "function",
+                    let name = tool.object?["function"]?.object?["name"]?.string, !name.isEmpty
+                else {
+                    throw APIError.invalid(
+                        "tools[\(index)]",
+                        "tools[\(index)] must be {\"type\": \"function\", \"function\": {\"name\", ...}}")
+                }
+            }
+            tools = array
+        }
+        let names = tools.compactMap { $0.object?["function"]?.object?["name"]?.string }
+        if let choice = fields.value("tool_choice") {
+            switch choice.string {
+            case "none": toolChoice = .none
+            case "auto": toolChoice = .auto
+            case "required": toolChoice = .required
+            default:
+                guard let name = choice.object?["function"]?.object?["name"]?.string else {
+                    throw APIError.invalid(
+                        "tool_choice",
+                        "'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\"}}"
+                    )
+                }
+                guard names.contains(name) else {
+                    throw APIError.invalid("tool_choice", "tool_choice names \"\(name)\", which is not in 'tools'")
+                }
+                toolChoice = .function(name)
+            }
+            if toolChoice != .none && toolChoice != .auto && tools.isEmpty {
+                throw APIError.invalid("tool_choice", "tool_choice requires 'tools'")
+            }
+        }
+        parallelToolCalls = try fields.bool("parallel_tool_calls") ?? true
     }
 
     /// A message's content: a string, or an array of `{"type": "text", "text": ...}` parts joined.

@@ -188,40 +188,55 @@ extension InferenceService {
     }
 
     func chatRoute(_ body: [UInt8]) async throws -> Response {
-        let (stream, request, prompt) = try chatCompletions(body)
+        let (request, prompt, output) = try chatCompletions(body)
         let id = responseID("chatcmpl-")
         let started = ContinuousClock.now
         let events = try submit(prompt: prompt, settings: request.settings, param: "messages")
-        guard stream else {
+        guard request.settings.stream else {
             let results = try await collect(events, count: request.settings.n)
             log(id, prompt: prompt.count, results: results.compactMap(\.result), started: started)
-            return json(chatResponse(request, prompt: prompt, results: results, id: id))
+            return json(chatResponse(request, prompt: prompt, results: results, id: id, output: output))
         }
         let settings = request.settings
-        let splitter = reasoningSplitter(request)
         return sse { [self] send in
-            var splitters = Array(repeating: splitter, count: settings.n)
+            var readers = Array(repeating: output.reader(), count: settings.n)
             for index in 0..<settings.n {
                 try await send(
-                    chatChunk(
-                        id: id, index: index, delta: JSONObject(["role": .string("assistant"), "content": .string("")]))
-                )
+                    chatChunk(id: id, index: index, delta: ["role": .string("assistant"), "content": .string("")]))
             }
             var results: [GenerationResult] = []
             for await (index, event) in events {
                 switch event {
                 case .tokens(let text, let tokens):
-                    let piece = splitters[index]?.feed(text) ?? ReasoningSplitter.Piece(content: text)
+                    let piece = readers[index].feed(text)
                     let shown = tokens.filter { !$0.endsGeneration }
                     let logprobs = settings.logprobs == nil || shown.isEmpty ? JSONValue.null : chatLogprobs(shown)
                     if piece.isEmpty && logprobs == .null { continue }
                     try await send(chatChunk(id: id, index: index, delta: messageDelta(piece), logprobs: logprobs))
                 case .finished(let result):
                     results.append(result)
-                    if let rest = splitters[index]?.finish(), !rest.isEmpty {
-                        try await send(chatChunk(id: id, index: index, delta: messageDelta(rest)))
+                    let rest = readers[index].finish()
+                    let piece = ReasoningSplitter.Piece(reasoning: rest.reasoning, content: rest.content)
+                    if !piece.isEmpty { try await send(chatChunk(id: id, index: index, delta: messageDelta(piece))) }
+                    // Each call: its id and name first, then its arguments (OpenAI's deltas).
+                    for (n, call) in toolCallObjects(rest.calls).enumerated() {
+                        var opening = call.object ?? [:]
+                        opening.set("index", .integer(Int64(n)))
+                        let arguments = opening["function"]?.object?["arguments"] ?? .string("")
+                        opening.set(
+                            "function",
+                            .object(["name": opening["function"]?.object?["name"] ?? .null, "arguments": .string("")]))
+                        try await send(
+                            chatChunk(id: id, index: index, delta: ["tool_calls": .array([.object(opening)])]))
+                        let delta: JSONObject = [
+                            "tool_calls": .array([
+                                .object(["index": .integer(Int64(n)), "function": .object(["arguments": arguments])])
+                            ])
+                        ]
+                        try await send(chatChunk(id: id, index: index, delta: delta))
                     }
-                    try await send(chatChunk(id: id, index: index, delta: JSONObject(), finish: finishReason(result)))
+                    let finish = rest.calls.isEmpty ? finishReason(result) : "tool_calls"
+                    try await send(chatChunk(id: id, index: index, delta: JSONObject(), finish: finish))
                 case .failed(let error):
                     try await send(APIError(status: 500, error.description, type: "server_error").body)
                 }

@@ -60,25 +60,10 @@ public final class InferenceService: Sendable {
 
     // MARK: Chat completions
 
-    func chatCompletions(_ body: [UInt8]) throws -> (stream: Bool, ChatCompletionRequest, prompt: [Int]) {
+    func chatCompletions(_ body: [UInt8]) throws -> (ChatCompletionRequest, prompt: [Int], ChatOutput) {
         let request = try ChatCompletionRequest(RequestFields(body))
-        return (request.settings.stream, request, try chatPrompt(request.messages))
-    }
-
-    /// A conversation rendered with the model's chat template, as token ids.
-    func chatPrompt(_ messages: [ChatMessage]) throws -> [Int] {
-        guard let template else {
-            throw APIError(
-                "the model carries no chat template the server recognises; start whale serve with --chat-template NAME "
-                    + "(\(ChatTemplate.builtIn.map(\.name).joined(separator: ", "))) or use /v1/completions",
-                param: "messages", code: "no_chat_template")
-        }
-        let text = template.render(
-            messages, addGenerationPrompt: true, bosToken: tokenizer.bosTokenID.map { tokenizer.tokens[$0] } ?? "",
-            eosToken: tokenizer.eosTokenIDs.first.map { tokenizer.tokens[$0] } ?? "")
-        var ids = tokenizer.encode(text, parseSpecial: true)
-        if tokenizer.addsBOS, let bos = tokenizer.bosTokenID, ids.first != bos { ids.insert(bos, at: 0) }
-        return ids
+        let (prompt, output) = try chatPrompt(request)
+        return (request, prompt, output)
     }
 
     /// Queues the `n` choices of a prompt and merges their events.
@@ -159,35 +144,25 @@ public final class InferenceService: Sendable {
         return results
     }
 
-    func chatResponse(_ request: ChatCompletionRequest, prompt: [Int], results: [ChoiceResult], id: String)
-        -> JSONValue
-    {
-        let splitter = reasoningSplitter(request)
+    func chatResponse(
+        _ request: ChatCompletionRequest, prompt: [Int], results: [ChoiceResult], id: String, output: ChatOutput
+    ) -> JSONValue {
         let choices: [JSONValue] = results.enumerated().map { index, choice in
-            var message = JSONObject(["role": .string("assistant"), "content": .string(choice.text)])
-            if splitter != nil {
-                let piece = ReasoningSplitter.split(choice.text, startsInReasoning: template?.opensReasoning ?? false)
-                message.set("content", .string(piece.content))
-                if !piece.reasoning.isEmpty || template?.opensReasoning == true {
-                    message.set("reasoning_content", .string(piece.reasoning))
-                }
-            }
-            return .object(
-                JSONObject([
-                    "index": .integer(Int64(index)),
-                    "message": .object(message),
-                    "logprobs": request.settings.logprobs == nil ? .null : chatLogprobs(choice.tokens),
-                    "finish_reason": .string(finishReason(choice.result)),
-                ]))
+            let (reasoning, content, calls) = output.read(choice.text)
+            var message: JSONObject = [
+                "role": .string("assistant"), "content": calls.isEmpty || !content.isEmpty ? .string(content) : .null,
+            ]
+            if let reasoning { message.set("reasoning_content", .string(reasoning)) }
+            if !calls.isEmpty { message.set("tool_calls", .array(toolCallObjects(calls))) }
+            return .object([
+                "index": .integer(Int64(index)), "message": .object(message),
+                "logprobs": request.settings.logprobs == nil ? .null : chatLogprobs(choice.tokens),
+                "finish_reason": .string(calls.isEmpty ? finishReason(choice.result) : "tool_calls"),
+            ])
         }
         return envelope(
             id: id, object: "chat.completion", choices: choices,
             usage: usage(prompt: prompt.count, results.compactMap(\.result)))
-    }
-
-    /// A fresh splitter for each choice of `request`, nil when the reasoning stays inline.
-    func reasoningSplitter(_ request: ChatCompletionRequest) -> ReasoningSplitter? {
-        request.separatesReasoning ? ReasoningSplitter(startsInReasoning: template?.opensReasoning ?? false) : nil
     }
 
     /// A streamed message delta: the reasoning as `reasoning_content` (DeepSeek's field), the answer as

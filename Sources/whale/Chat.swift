@@ -63,7 +63,7 @@ struct Chat: ParsableCommand {
                 }
                 if input.isEmpty { continue }
                 history.append(ChatMessage(role: "user", content: line))
-                let prompt = template.render(
+                let prompt = try template.render(
                     history, addGenerationPrompt: true,
                     bosToken: tokenizer.bosTokenID.map { tokenizer.tokens[$0] } ?? "",
                     eosToken: tokenizer.eosTokenIDs.first.map { tokenizer.tokens[$0] } ?? "")

@@ -34,7 +34,7 @@ struct ChatTemplateCommand: ParsableCommand {
             let tokenizer = try Tokenizer.load(model)
             let template = try resolveChatTemplate(tokenizer: tokenizer, name: chatTemplate)
             let conversation = try parseMessages(try readText(messages), file: messages)
-            let prompt = template.render(
+            let prompt = try template.render(
                 conversation, addGenerationPrompt: !noGenerationPrompt,
                 bosToken: tokenizer.bosTokenID.map { tokenizer.tokens[$0] } ?? "",
                 eosToken: tokenizer.eosTokenIDs.first.map { tokenizer.tokens[$0] } ?? "")

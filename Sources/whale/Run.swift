@@ -119,7 +119,7 @@ func buildPrompt(_ prompt: String, chat: Bool, system: String?, templateName: St
         var messages: [ChatMessage] = []
         if let system { messages.append(ChatMessage(role: "system", content: system)) }
         messages.append(ChatMessage(role: "user", content: prompt))
-        text = template.render(
+        text = try template.render(
             messages, addGenerationPrompt: true, bosToken: tokenizer.bosTokenID.map { tokenizer.tokens[$0] } ?? "",
             eosToken: tokenizer.eosTokenIDs.first.map { tokenizer.tokens[$0] } ?? "")
     }

@@ -122,7 +122,7 @@ import WhaleTokenizer
                 (#"{"model":"t","messages":[{"role":"x","content":"a"}]}"#, "messages[0].role"),
                 (#"{"model":"t","messages":[{"role":"user","content":"a"}],"temperature":-1}"#, "temperature"),
                 (#"{"model":"t","messages":[{"role":"user","content":"a"}],"n":0}"#, "n"),
-                (#"{"model":"t","messages":[{"role":"user","content":"a"}],"tools":[]}"#, "tools"),
+                (#"{"model":"t","messages":[{"role":"user","content":"a"}],"tools":"x"}"#, "tools"),
                 (#"{"model":"t","messages":[{"role":"user","content":"a"}],"logit_bias":{"x":1}}"#, "logit_bias"),
             ]
             for (body, param) in cases {

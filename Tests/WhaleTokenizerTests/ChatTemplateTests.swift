@@ -38,7 +38,7 @@ import WhaleTokenizer
             let messages = try Self.messages(try #require(object["messages"]))
             let expected = try #require(object["rendered"]?.string)
             for template in [detected, builtIn] {
-                let rendered = template.render(
+                let rendered = try template.render(
                     messages, addGenerationPrompt: object["add_generation_prompt"]?.bool ?? false,
                     bosToken: object["bos_token"]?.string ?? "", eosToken: object["eos_token"]?.string ?? "")
                 #expect(
@@ -65,7 +65,7 @@ import WhaleTokenizer
 
     @Test func r1DropsEarlierThinking() throws {
         let template = try ChatTemplate.named("deepseek-r1")
-        let text = template.render(
+        let text = try template.render(
             [
                 ChatMessage(role: "user", content: "2+2?"),
                 ChatMessage(role: "assistant", content: "<think>easy</think>\n\n4"),

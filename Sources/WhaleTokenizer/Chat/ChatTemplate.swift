@@ -45,6 +45,14 @@ public struct ChatTemplate: Sendable, Equatable {
         /// ChatML (`<|im_start|>role\n…<|im_end|>\n`), with the system prompt the template inserts when the
         /// conversation has none (Qwen2, SmolLM2), or none.
         case chatML(defaultSystem: String?)
+        /// DeepSeek V3.1: tool calls as `name<｜tool▁sep｜>{json}`, `<think></think>` opening each answer, or
+        /// `<think>` in thinking mode.
+        case deepseekV31(thinking: Bool)
+        /// Llama 3.1 Instruct: a knowledge-date system header; tools in the first user message as indented
+        /// JSON; calls as `{"name", "parameters"}`, one per turn; results in `ipython` turns.
+        case llama31
+        /// Qwen2.5 Instruct: ChatML with tools in the system prompt and `<tool_call>` blocks.
+        case qwen25
     }
 
     public var name: String
@@ -59,7 +67,11 @@ public struct ChatTemplate: Sendable, Equatable {
     public static let builtIn: [ChatTemplate] = [
         ChatTemplate(name: "deepseek-v3", family: .deepseek(stripsThinking: true, generationSuffix: "")),
         ChatTemplate(name: "deepseek-r1", family: .deepseek(stripsThinking: true, generationSuffix: "<think>\n")),
+        ChatTemplate(name: "deepseek-v3.1", family: .deepseekV31(thinking: false)),
+        ChatTemplate(name: "deepseek-v3.1-thinking", family: .deepseekV31(thinking: true)),
         ChatTemplate(name: "llama3", family: .llama3),
+        ChatTemplate(name: "llama3.1", family: .llama31),
+        ChatTemplate(name: "qwen2.5", family: .qwen25),
         ChatTemplate(name: "chatml", family: .chatML(defaultSystem: nil)),
         ChatTemplate(name: "qwen2", family: .chatML(defaultSystem: "You are a helpful assistant.")),
         ChatTemplate(
@@ -86,6 +98,11 @@ public struct ChatTemplate: Sendable, Equatable {
                 "\(why) (it starts \"\(start)\(jinja.count > 80 ? "…" : "")\")",
                 hint: "pick one with --chat-template NAME: \(builtIn.map(\.name).joined(separator: ", "))")
         }
+        if jinja.contains("<｜User｜>") && jinja.contains("<｜tool▁sep｜>") && jinja.contains("is_last_user")
+            && jinja.contains("<think></think>")
+        {
+            return try named("deepseek-v3.1")
+        }
         if jinja.contains("<｜User｜>") && jinja.contains("<｜Assistant｜>") {
             let strips = jinja.contains("split('</think>')")
             let suffix = jinja.contains("<｜Assistant｜><think>\\n") || jinja.contains("<｜Assistant｜><think>\n")
@@ -95,12 +112,22 @@ public struct ChatTemplate: Sendable, Equatable {
                 family: .deepseek(stripsThinking: strips, generationSuffix: suffix ? "<think>\n" : ""))
         }
         if jinja.contains("<|start_header_id|>") && jinja.contains("<|eot_id|>") {
+            if jinja.contains("Cutting Knowledge Date: December 2023") && jinja.contains("\"26 Jul 2024\"")
+                && jinja.contains("tools_in_user_message")
+            {
+                return try named("llama3.1")
+            }
             if jinja.contains("Cutting Knowledge Date") || jinja.contains("tools") {
                 throw unknown("this Llama 3.1+ template (dates, tools) is not built in")
             }
             return try named("llama3")
         }
         if jinja.contains("<|im_start|>") && jinja.contains("<|im_end|>") {
+            if jinja.contains("<tool_call>") && jinja.contains("You are Qwen, created by Alibaba Cloud.")
+                && jinja.contains("<tool_response>")
+            {
+                return try named("qwen2.5")
+            }
             if jinja.contains("tools") { throw unknown("this ChatML template with tool support is not built in") }
             let system = defaultSystemPrompt(in: jinja)
             let known = builtIn.first { $0.family == .chatML(defaultSystem: system) }
@@ -123,12 +150,20 @@ public struct ChatTemplate: Sendable, Equatable {
         return nil
     }
 
-    /// The prompt for `messages`.
+    /// The prompt for `messages`, with `tools` (function definitions as OpenAI sends them) where the template
+    /// renders them. Throws where the template raises (Llama 3.1: several calls in one turn).
     /// - Parameter addGenerationPrompt: end with the opening of an assistant turn, for the model to continue.
     public func render(
-        _ messages: [ChatMessage], addGenerationPrompt: Bool, bosToken: String, eosToken: String
-    ) -> String {
+        _ messages: [ChatMessage], tools: [JSONValue]? = nil, addGenerationPrompt: Bool, bosToken: String,
+        eosToken: String
+    ) throws -> String {
         switch family {
+        case .deepseekV31(let thinking):
+            return renderDeepSeekV31(messages, addGenerationPrompt, bosToken, thinking: thinking)
+        case .llama31:
+            return try renderLlama31(messages, tools: tools, addGenerationPrompt, bosToken)
+        case .qwen25:
+            return renderQwen25(messages, tools: tools, addGenerationPrompt)
         case .deepseek(let strips, let suffix):
             return renderDeepSeek(messages, addGenerationPrompt, bosToken, strips: strips, suffix: suffix)
         case .llama3:
