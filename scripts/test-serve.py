@@ -330,6 +330,34 @@ try:
     plain = client.chat.completions.create(model="m", messages=ask, tools=tools, temperature=0, max_tokens=20)
     check("tools: auto without a call answers in text", plain.choices[0].message.tool_calls is None
           and plain.choices[0].message.content, str(plain.choices[0]))
+
+    # The same through Anthropic's API: tools, tool_choice any, tool_use blocks, a tool_result fed back.
+    claude = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key="none", max_retries=0, timeout=120)
+    claude_tools = [{"name": "get_weather", "description": "Get the current weather in a city.",
+                     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+                                      "required": ["city"]}}]
+    used = claude.messages.create(model="m", max_tokens=60, messages=ask, tools=claude_tools,
+                                  tool_choice={"type": "any"}, extra_body={"temperature": 0})
+    blocks = [b for b in used.content if b.type == "tool_use"]
+    check("anthropic tools: tool_use block", used.stop_reason == "tool_use" and len(blocks) == 1
+          and blocks[0].id.startswith("toolu_") and isinstance(blocks[0].input, dict)
+          and bool(calls) and blocks[0].name == calls[0].function.name
+          and blocks[0].input == json.loads(calls[0].function.arguments), str(used))
+    with claude.messages.stream(model="m", max_tokens=60, messages=ask, tools=claude_tools,
+                                tool_choice={"type": "any"}, extra_body={"temperature": 0}) as stream:
+        streamed = stream.get_final_message()
+    streamed_blocks = [b for b in streamed.content if b.type == "tool_use"]
+    check("anthropic tools: streamed input equals plain", streamed.stop_reason == "tool_use" and bool(blocks)
+          and [(b.name, b.input) for b in streamed_blocks] == [(blocks[0].name, blocks[0].input)], str(streamed))
+    if blocks:
+        after = claude.messages.create(
+            model="m", max_tokens=20, tools=claude_tools, extra_body={"temperature": 0},
+            messages=ask + [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in used.content]},
+                            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": blocks[0].id,
+                                                          "content": "18 degrees and sunny"}]}])
+        check("anthropic tools: a tool_result is fed back", after.stop_reason in ("end_turn", "max_tokens")
+              and after.usage.input_tokens + (after.usage.cache_read_input_tokens or 0) > used.usage.input_tokens,
+              str(after))
 finally:
     server.terminate()
     try:

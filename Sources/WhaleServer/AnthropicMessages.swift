@@ -8,6 +8,11 @@ import WhaleTokenizer
 struct MessagesRequest {
     var messages: [ChatMessage]
     var settings: GenerationSettings
+    /// The tools in OpenAI's form (`{"type": "function", "function": {name, description, parameters}}`), as the
+    /// chat templates take them.
+    var tools: [JSONValue] = []
+    var toolChoice: ChatCompletionRequest.ToolChoice = .auto
+    var parallelToolCalls = true
 
     /// What the server reads, and options that do not change the output here (metadata, routing and
     /// caching hints: the prefix cache works without being asked). temperature / top_p / top_k are no longer in
@@ -15,7 +20,7 @@ struct MessagesRequest {
     static let known: Set<String> = [
         "model", "messages", "system", "max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "stream",
         "thinking", "output_config", "metadata", "service_tier", "cache_control", "inference_geo", "speed",
-        "user_profile_id", "workspace_id",
+        "user_profile_id", "workspace_id", "tools", "tool_choice",
     ]
 
     /// - Parameter countingOnly: `/v1/messages/count_tokens`, which takes no generation settings.
@@ -75,10 +80,100 @@ struct MessagesRequest {
             guard let content = message["content"] else {
                 throw APIError.invalid(param + ".content", "\(param).content: field required")
             }
-            messages.append(ChatMessage(role: role, content: try Self.text(content, param: param + ".content")))
+            messages += try Self.messages(role: role, content: content, param: param + ".content")
         }
         self.messages = messages
         self.settings = settings
+        try readTools(fields)
+    }
+
+    /// `tools` (`{name, description, input_schema}`) and `tool_choice` (`auto`, `any`, `tool` + name, `none`,
+    /// with `disable_parallel_tool_use`).
+    mutating func readTools(_ fields: RequestFields) throws {
+        if let list = fields.value("tools") {
+            guard let array = list.array else { throw APIError.invalid("tools", "tools: must be an array") }
+            tools = try array.enumerated().map { index, tool in
+                let object = tool.object
+                guard let name = object?["name"]?.string, !name.isEmpty,
+                    object?["type"] == nil || object?["type"]?.string == "custom"
+                else {
+                    throw APIError.invalid(
+                        "tools.\(index)",
+                        "tools.\(index): must be a custom tool {\"name\", \"description\", \"input_schema\"} "
+                            + "(Anthropic's server tools are not available here)")
+                }
+                var function: JSONObject = ["name": .string(name)]
+                if let description = object?["description"]?.string {
+                    function.set("description", .string(description))
+                }
+                function.set("parameters", object?["input_schema"] ?? .object(["type": .string("object")]))
+                return .object(["type": .string("function"), "function": .object(function)])
+            }
+        }
+        if let choice = fields.value("tool_choice") {
+            guard let object = choice.object, let type = object["type"]?.string else {
+                throw APIError.invalid(
+                    "tool_choice", "tool_choice: must be {\"type\": \"auto\" | \"any\" | \"tool\" | \"none\"}")
+            }
+            switch type {
+            case "auto": toolChoice = .auto
+            case "any": toolChoice = .required
+            case "none": toolChoice = .none
+            case "tool":
+                let names = tools.compactMap { $0.object?["function"]?.object?["name"]?.string }
+                guard let name = object["name"]?.string, names.contains(name) else {
+                    throw APIError.invalid(
+                        "tool_choice", "tool_choice: {\"type\": \"tool\"} needs the name of one of the tools")
+                }
+                toolChoice = .function(name)
+            default:
+                throw APIError.invalid("tool_choice", "tool_choice: unknown type \"\(type)\"")
+            }
+            parallelToolCalls = !(object["disable_parallel_tool_use"]?.bool ?? false)
+        }
+    }
+
+    /// The chat request these messages make.
+    var chat: ChatCompletionRequest {
+        ChatCompletionRequest(
+            messages: messages, settings: settings, separatesReasoning: true, tools: tools, toolChoice: toolChoice,
+            parallelToolCalls: parallelToolCalls)
+    }
+
+    /// One Anthropic message as chat messages: an assistant's text and `tool_use` blocks make one message with
+    /// tool calls; a user's `tool_result` blocks become `tool` messages, before the user's text, if any.
+    static func messages(role: String, content: JSONValue, param: String) throws -> [ChatMessage] {
+        guard let blocks = content.array else {
+            return [ChatMessage(role: role, content: try text(content, param: param))]
+        }
+        var textBlocks: [JSONValue] = []
+        var calls: [ChatMessage.ToolCall] = []
+        var results: [ChatMessage] = []
+        for (index, block) in blocks.enumerated() {
+            let object = block.object
+            switch object?["type"]?.string {
+            case "tool_use" where role == "assistant":
+                guard let name = object?["name"]?.string, let input = object?["input"], input.object != nil else {
+                    throw APIError.invalid(
+                        "\(param).\(index)", "\(param).\(index): tool_use needs a name and an input object")
+                }
+                calls.append(ChatMessage.ToolCall(name: name, arguments: input.serialized()))
+            case "tool_result" where role == "user":
+                let result = object?["content"] ?? .string("")
+                results.append(ChatMessage(role: "tool", content: try text(result, param: "\(param).\(index).content")))
+            default:
+                textBlocks.append(block)
+            }
+        }
+        let joined = try text(.array(textBlocks), param: param)
+        if role == "assistant" {
+            return [
+                ChatMessage(
+                    role: role, content: calls.isEmpty || !joined.isEmpty ? joined : nil,
+                    toolCalls: calls.isEmpty ? nil : calls)
+            ]
+        }
+        return results + (results.isEmpty || !joined.isEmpty ? [ChatMessage(role: role, content: joined)] : [])
     }
 
     /// Content as text: a string, or content blocks of which text blocks are joined and an earlier turn's
@@ -102,7 +197,8 @@ struct MessagesRequest {
             default:
                 throw APIError.invalid(
                     "\(param).\(index)",
-                    "\(param).\(index): content blocks of type \"\(type ?? "?")\" are not supported (text blocks are)")
+                    "\(param).\(index): content blocks of type \"\(type ?? "?")\" are not supported (text, thinking, "
+                        + "tool_use and tool_result blocks are)")
             }
         }
         return text
@@ -113,52 +209,35 @@ extension InferenceService {
     /// `POST /v1/messages`.
     func messagesRoute(_ body: [UInt8]) async throws -> Response {
         let request = try MessagesRequest(RequestFields(body))
-        let (prompt, _) = try chatPrompt(
-            ChatCompletionRequest(messages: request.messages, settings: request.settings, separatesReasoning: true))
+        let (prompt, output) = try chatPrompt(request.chat)
         let id = responseID("msg_")
         let started = ContinuousClock.now
         let events = try submit(prompt: prompt, settings: request.settings, param: "messages")
-        let opensReasoning = template?.opensReasoning ?? false
         guard request.settings.stream else {
             let results = try await collect(events, count: 1)
             log(id, prompt: prompt.count, results: results.compactMap(\.result), started: started)
-            let piece = ReasoningSplitter.split(results[0].text, startsInReasoning: opensReasoning)
+            let (reasoning, text, calls) = output.read(results[0].text)
             var content: [JSONValue] = []
-            if !piece.reasoning.isEmpty { content.append(thinkingBlock(piece.reasoning)) }
-            content.append(textBlock(piece.content))
-            var message = messageObject(id: id, content: content, result: results[0].result, prompt: prompt.count)
+            if let reasoning, !reasoning.isEmpty { content.append(thinkingBlock(reasoning)) }
+            if !text.isEmpty || calls.isEmpty { content.append(textBlock(text)) }
+            content += calls.map { toolUseBlock($0, input: true) }
+            var message = messageObject(id: id, content: content, result: results[0].result, calls: !calls.isEmpty)
             message.set("usage", messageUsage(prompt: prompt.count, results[0].result))
             return json(.object(message))
         }
         return anthropicEvents { [self] send in
-            var message = messageObject(id: id, content: [], result: nil, prompt: prompt.count)
+            var message = messageObject(id: id, content: [], result: nil, calls: false)
             message.set("usage", messageUsage(prompt: prompt.count, nil))
             try await send("message_start", ["type": .string("message_start"), "message": .object(message)])
-            var splitter = ReasoningSplitter(startsInReasoning: opensReasoning)
-            /// The open block's index and type ("thinking" or "text"); blocks open when their first text comes.
+            var reader = output.reader()
+            /// The open block's index and type; text and thinking blocks open when their first text comes.
             var block: (index: Int, type: String)?
             var blocks = 0
-            func stream(_ piece: ReasoningSplitter.Piece) async throws {
-                for (type, text) in [("thinking", piece.reasoning), ("text", piece.content)] where !text.isEmpty {
-                    try await open(type)
-                    let delta: JSONObject =
-                        type == "text"
-                        ? ["type": .string("text_delta"), "text": .string(text)]
-                        : ["type": .string("thinking_delta"), "thinking": .string(text)]
-                    try await send(
-                        "content_block_delta",
-                        [
-                            "type": .string("content_block_delta"), "index": .integer(Int64(blocks - 1)),
-                            "delta": .object(delta),
-                        ])
-                }
-            }
-            func open(_ type: String) async throws {
-                if block?.type == type { return }
+            func open(_ type: String, _ start: JSONValue) async throws {
+                if block?.type == type && type != "tool_use" { return }
                 try await close()
                 block = (blocks, type)
                 blocks += 1
-                let start = type == "text" ? textBlock("") : thinkingBlock("")
                 try await send(
                     "content_block_start",
                     [
@@ -172,13 +251,34 @@ extension InferenceService {
                     "content_block_stop", ["type": .string("content_block_stop"), "index": .integer(Int64(open.index))])
                 block = nil
             }
+            func delta(_ delta: JSONObject) async throws {
+                try await send(
+                    "content_block_delta",
+                    [
+                        "type": .string("content_block_delta"), "index": .integer(Int64(blocks - 1)),
+                        "delta": .object(delta),
+                    ])
+            }
+            func stream(_ piece: ReasoningSplitter.Piece) async throws {
+                if !piece.reasoning.isEmpty {
+                    try await open("thinking", thinkingBlock(""))
+                    try await delta(["type": .string("thinking_delta"), "thinking": .string(piece.reasoning)])
+                }
+                if !piece.content.isEmpty {
+                    try await open("text", textBlock(""))
+                    try await delta(["type": .string("text_delta"), "text": .string(piece.content)])
+                }
+            }
             var final: GenerationResult?
+            var calls: [ChatMessage.ToolCall] = []
             for await (_, event) in events {
                 switch event {
                 case .tokens(let text, _):
-                    try await stream(splitter.feed(text))
+                    try await stream(reader.feed(text))
                 case .finished(let result):
-                    try await stream(splitter.finish())
+                    let rest = reader.finish()
+                    try await stream(ReasoningSplitter.Piece(reasoning: rest.reasoning, content: rest.content))
+                    calls = rest.calls
                     final = result
                 case .failed(let error):
                     try await send(
@@ -190,10 +290,15 @@ extension InferenceService {
                     return
                 }
             }
-            // Every message ends with a text block, if only an empty one.
-            try await open("text")
+            // A message without calls ends with a text block, if only an empty one.
+            if calls.isEmpty { try await open("text", textBlock("")) }
+            for call in calls {
+                // Each tool_use block: its id and name, then the input as JSON text (input_json_delta).
+                try await open("tool_use", toolUseBlock(call, input: false))
+                try await delta(["type": .string("input_json_delta"), "partial_json": .string(call.arguments)])
+            }
             try await close()
-            let (reason, sequence) = stopReason(final)
+            let (reason, sequence) = stopReason(final, calls: !calls.isEmpty)
             try await send(
                 "message_delta",
                 [
@@ -209,13 +314,11 @@ extension InferenceService {
     /// `POST /v1/messages/count_tokens`: the prompt's length under the model's chat template.
     func countTokensRoute(_ body: [UInt8]) throws -> Response {
         let request = try MessagesRequest(RequestFields(body), countingOnly: true)
-        let chat = ChatCompletionRequest(
-            messages: request.messages, settings: request.settings, separatesReasoning: true)
-        return json(.object(["input_tokens": .integer(Int64(try chatPrompt(chat).prompt.count))]))
+        return json(.object(["input_tokens": .integer(Int64(try chatPrompt(request.chat).prompt.count))]))
     }
 
-    func messageObject(id: String, content: [JSONValue], result: GenerationResult?, prompt: Int) -> JSONObject {
-        let (reason, sequence) = result.map { stopReason($0) } ?? ("", .null)
+    func messageObject(id: String, content: [JSONValue], result: GenerationResult?, calls: Bool) -> JSONObject {
+        let (reason, sequence) = result.map { stopReason($0, calls: calls) } ?? ("", .null)
         return [
             "id": .string(id), "type": .string("message"), "role": .string("assistant"),
             "model": .string(configuration.modelName), "content": .array(content),
@@ -231,12 +334,22 @@ extension InferenceService {
         .object(["type": .string("thinking"), "thinking": .string(text), "signature": .string("")])
     }
 
+    /// A `tool_use` block; `input: false` for the opening of a streamed one (its input follows as deltas).
+    func toolUseBlock(_ call: ChatMessage.ToolCall, input: Bool) -> JSONValue {
+        let value = input ? (try? JSONValue.parse(call.arguments)) ?? .object([:]) : .object([:])
+        return .object([
+            "type": .string("tool_use"), "id": .string(responseID("toolu_")), "name": .string(call.name),
+            "input": value,
+        ])
+    }
+
     /// Anthropic's stop reason and stop sequence for a finished generation.
-    func stopReason(_ result: GenerationResult?) -> (String, JSONValue) {
+    func stopReason(_ result: GenerationResult?, calls: Bool) -> (String, JSONValue) {
+        if calls { return ("tool_use", JSONValue.null) }
         switch result?.finishReason {
-        case .endOfSequence, .cancelled: ("end_turn", .null)
-        case .stopString: ("stop_sequence", result?.stopString.map(JSONValue.string) ?? .null)
-        default: ("max_tokens", .null)
+        case .endOfSequence, .cancelled: return ("end_turn", JSONValue.null)
+        case .stopString: return ("stop_sequence", result?.stopString.map(JSONValue.string) ?? JSONValue.null)
+        default: return ("max_tokens", JSONValue.null)
         }
     }
 

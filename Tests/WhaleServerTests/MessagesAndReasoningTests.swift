@@ -139,7 +139,10 @@ import WhaleTokenizer
                     #"{"model":"t","max_tokens":5,"messages":[{"role":"user","content":"a"}],"temperature":1.5}"#,
                     "temperature"
                 ),
-                (#"{"model":"t","max_tokens":5,"messages":[{"role":"user","content":"a"}],"tools":[]}"#, "tools"),
+                (
+                    #"{"model":"t","max_tokens":5,"messages":[{"role":"user","content":"a"}],"tools":[{"type":"bash_20250124","name":"bash"}]}"#,
+                    "tools.0"
+                ),
             ]
             for (body, mention) in cases {
                 let (status, text) = try await post(client, "/v1/messages", body, headers: key)

@@ -98,6 +98,50 @@ import WhaleTokenizer
         }
     }
 
+    /// Anthropic's tools, `tool_use` and `tool_result` blocks make the same prompt as the OpenAI form of the
+    /// same conversation.
+    @Test(arguments: ["deepseek-v3.1", "qwen2.5"])
+    func anthropicToolBlocksMakeTheSamePrompt(name: String) async throws {
+        let service = try service(template: name)
+        defer { service.scheduler.shutdown() }
+        let headers: HTTPFields = [.contentType: "application/json"]
+        let anthropic = #"""
+            {"model": "t", "tools": [{"name": "get_weather", "description": "Weather in a city.",
+              "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+             "messages": [{"role": "user", "content": "Weather in Paris?"},
+              {"role": "assistant", "content": [{"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+              {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18 C"},
+                {"type": "text", "text": "And Rome?"}]}]}
+            """#
+        let openAI: JSONObject = [
+            "model": .string("t"), "max_tokens": .integer(1), "tools": .array([Self.weather]),
+            "messages": .array([
+                .object(["role": .string("user"), "content": .string("Weather in Paris?")]),
+                .object([
+                    "role": .string("assistant"), "content": .string("Checking."),
+                    "tool_calls": .array([
+                        .object([
+                            "id": .string("toolu_1"), "type": .string("function"),
+                            "function": .object([
+                                "name": .string("get_weather"), "arguments": .string(#"{"city": "Paris"}"#),
+                            ]),
+                        ])
+                    ]),
+                ]),
+                .object(["role": .string("tool"), "tool_call_id": .string("toolu_1"), "content": .string("18 C")]),
+                .object(["role": .string("user"), "content": .string("And Rome?")]),
+            ]),
+        ]
+        try await service.application().test(.router) { client in
+            let counted = try await client.execute(
+                uri: "/v1/messages/count_tokens", method: .post, headers: headers, body: ByteBuffer(string: anthropic)
+            ) { try JSONValue.parse(String(buffer: $0.body)).object?["input_tokens"]?.integer }
+            let (_, reply) = try await post(client, openAI)
+            #expect(counted != nil && counted == reply["usage"]?.object?["prompt_tokens"]?.integer, "\(name)")
+        }
+    }
+
     @Test func badToolRequestsNameTheParameter() async throws {
         let service = try service(template: "qwen2.5")
         defer { service.scheduler.shutdown() }

@@ -72,5 +72,7 @@ import WhaleTokenizer
         #expect(try ChatTemplate.named("deepseek-r1").opensReasoning)
         #expect(try !ChatTemplate.named("deepseek-v3").opensReasoning)
         #expect(try !ChatTemplate.named("smollm2").opensReasoning)
+        #expect(try ChatTemplate.named("deepseek-v3.1-thinking").opensReasoning)
+        #expect(try !ChatTemplate.named("deepseek-v3.1").opensReasoning)
     }
 }

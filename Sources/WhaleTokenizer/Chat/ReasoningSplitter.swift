@@ -128,10 +128,13 @@ public struct ReasoningSplitter: Sendable {
 }
 
 extension ChatTemplate {
-    /// Whether the generation prompt opens the model's reasoning (R1's `<｜Assistant｜><think>\n`), so the
-    /// output starts inside it.
+    /// Whether the generation prompt opens the model's reasoning (R1's `<｜Assistant｜><think>\n`, V3.1's
+    /// `<think>` in thinking mode), so the output starts inside it.
     public var opensReasoning: Bool {
-        if case .deepseek(_, let suffix) = family { return suffix.contains("<think>") }
-        return false
+        switch family {
+        case .deepseek(_, let suffix): suffix.contains("<think>")
+        case .deepseekV31(let thinking): thinking
+        default: false
+        }
     }
 }
