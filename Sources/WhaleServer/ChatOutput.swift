@@ -128,4 +128,19 @@ extension InferenceService {
             ])
         }
     }
+
+    /// The streamed form of `calls`, as OpenAI sends it: per call a delta with its index, id, type and name
+    /// (empty arguments), then one with its arguments.
+    func toolCallDeltas(_ calls: [ChatMessage.ToolCall]) -> [JSONValue] {
+        calls.enumerated().flatMap { index, call -> [JSONValue] in
+            let position = JSONValue.integer(Int64(index))
+            return [
+                .object([
+                    "index": position, "id": .string(responseID("call_")), "type": .string("function"),
+                    "function": .object(["name": .string(call.name), "arguments": .string("")]),
+                ]),
+                .object(["index": position, "function": .object(["arguments": .string(call.arguments)])]),
+            ]
+        }
+    }
 }

@@ -218,22 +218,8 @@ extension InferenceService {
                     let rest = readers[index].finish()
                     let piece = ReasoningSplitter.Piece(reasoning: rest.reasoning, content: rest.content)
                     if !piece.isEmpty { try await send(chatChunk(id: id, index: index, delta: messageDelta(piece))) }
-                    // Each call: its id and name first, then its arguments (OpenAI's deltas).
-                    for (n, call) in toolCallObjects(rest.calls).enumerated() {
-                        var opening = call.object ?? [:]
-                        opening.set("index", .integer(Int64(n)))
-                        let arguments = opening["function"]?.object?["arguments"] ?? .string("")
-                        opening.set(
-                            "function",
-                            .object(["name": opening["function"]?.object?["name"] ?? .null, "arguments": .string("")]))
-                        try await send(
-                            chatChunk(id: id, index: index, delta: ["tool_calls": .array([.object(opening)])]))
-                        let delta: JSONObject = [
-                            "tool_calls": .array([
-                                .object(["index": .integer(Int64(n)), "function": .object(["arguments": arguments])])
-                            ])
-                        ]
-                        try await send(chatChunk(id: id, index: index, delta: delta))
+                    for delta in toolCallDeltas(rest.calls) {
+                        try await send(chatChunk(id: id, index: index, delta: ["tool_calls": .array([delta])]))
                     }
                     let finish = rest.calls.isEmpty ? finishReason(result) : "tool_calls"
                     try await send(chatChunk(id: id, index: index, delta: JSONObject(), finish: finish))
