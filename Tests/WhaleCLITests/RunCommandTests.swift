@@ -183,6 +183,27 @@ import WhaleCore
         #expect(tooDeep.status == 1 && tooDeep.stderr.contains("context"), "\(tooDeep.stderr)")
     }
 
+    /// With R1's template the output starts inside the reasoning: on a terminal (`script` gives the command
+    /// one) it is printed dimmed; piped, the text is exactly the generated text.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script")))
+    func reasoningIsDimmedOnATerminal() throws {
+        let model = Whale.packageRoot.appendingPathComponent("Tests/WhaleModelsTests/Fixtures/deepseek/bf16").path
+        let args = ["run", model, "--chat", "--chat-template", "deepseek-r1", "-p", "hi", "-n", "6", "--temp", "0"]
+        let piped = try Whale.run(args)
+        #expect(piped.status == 0, "\(piped.stderr)")
+        #expect(!piped.stdout.contains("\u{1B}["))
+        let json = try Whale.run(args + ["--json"])
+        let text = try #require(try JSONValue.parse(json.stdout).object?["text"]?.string)
+        #expect(piped.stdout == text + "\n")
+        let quoted: [String] = ([Whale.binary] + args).map { "'\($0)'" }
+        let command = quoted.joined(separator: " ")
+        let terminal = try Whale.run(["-qec", command, "/dev/null"], executable: "/usr/bin/script")
+        #expect(terminal.status == 0, "\(terminal.stderr)")
+        #expect(
+            terminal.stdout.contains("\u{1B}[2m") && terminal.stdout.contains("\u{1B}[0m"),
+            "\(terminal.stdout.debugDescription)")
+    }
+
     @Test(arguments: ["run", "score", "perplexity", "chat"])
     func helpSnapshot(command: String) throws {
         let result = try Whale.run([command, "--help"])
