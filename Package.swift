@@ -86,6 +86,8 @@ let package = Package(
         .target(name: "WhaleCore", swiftSettings: releaseFlags),
         .target(name: "WhaleFormats", dependencies: ["WhaleCore"], swiftSettings: releaseFlags),
         .target(name: "WhaleTokenizer", dependencies: ["WhaleCore", "WhaleFormats"], swiftSettings: releaseFlags),
+        /// The Hugging Face cache (and, next, downloads into it): model names wherever a path is taken.
+        .target(name: "WhaleHub", dependencies: ["WhaleCore"], swiftSettings: releaseFlags),
         .target(
             name: "WhaleModels", dependencies: ["WhaleCore", "WhaleFormats", "WhaleKernels"],
             swiftSettings: releaseFlags),
@@ -101,10 +103,11 @@ let package = Package(
         .executableTarget(
             name: "whale",
             dependencies: [
-                "WhaleCore", "WhaleFormats", "WhaleKernels", "WhaleTokenizer", "WhaleModels", "WhaleEngine",
+                "WhaleCore", "WhaleFormats", "WhaleKernels", "WhaleTokenizer", "WhaleModels", "WhaleEngine", "WhaleHub",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ] + serverProducts, swiftSettings: releaseFlags),
         .testTarget(name: "WhaleCoreTests", dependencies: ["WhaleCore"]),
+        .testTarget(name: "WhaleHubTests", dependencies: ["WhaleCore", "WhaleHub"]),
         .testTarget(
             name: "WhaleFormatsTests", dependencies: ["WhaleCore", "WhaleFormats", "WhaleKernels"],
             resources: [.copy("Fixtures")]),

@@ -73,7 +73,7 @@ struct Bench: ParsableCommand {
                 }
                 options.attentionPrecision = precision
             }
-            let files = try ModelFiles.open(model)
+            let files = try ModelFiles.open(try modelPath(model))
             let size = files.tensors.reduce(0) { $0 + $1.byteCount }
             let parameters = files.tensors.reduce(0) { $0 + $1.elementCount }
             let loaded = try ModelRegistry.load(files, options: options)

@@ -31,7 +31,7 @@ struct ChatTemplateCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let tokenizer = try Tokenizer.load(model)
+            let tokenizer = try Tokenizer.load(try modelPath(model))
             let template = try resolveChatTemplate(tokenizer: tokenizer, name: chatTemplate)
             let conversation = try parseMessages(try readText(messages), file: messages)
             let prompt = try template.render(

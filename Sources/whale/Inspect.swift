@@ -26,7 +26,7 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let files = try ModelFiles.open(model)
+            let files = try ModelFiles.open(try modelPath(model))
             let inspection = try ModelInspection(files, path: model, cache: ModelRegistry.cacheDescription(files))
             if json {
                 print(inspection.json(includeTensors: tensors, includeMetadata: metadata).serialized(pretty: true))

@@ -48,7 +48,7 @@ struct ModelOptions: ParsableArguments {
         if let contextSize, contextSize < 1 {
             throw WhaleError(.invalidArgument, field: "--ctx", "context size \(contextSize)", hint: "give 1 or more")
         }
-        let files = try ModelFiles.open(self.model)
+        let files = try ModelFiles.open(try modelPath(self.model))
         let model = try ModelRegistry.load(files, options: options)
         let tokenizer: Tokenizer?
         switch files {

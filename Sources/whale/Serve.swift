@@ -53,7 +53,7 @@
 
         func run() throws {
             try reportingErrors {
-                let name = alias ?? URL(fileURLWithPath: modelOptions.model).lastPathComponent
+                let name = alias ?? servedModelName(modelOptions.model)
                 let key =
                     apiKey ?? ProcessInfo.processInfo.environment["WHALE_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
                 // The port opens first (GET /health answers 503 "loading"), then the model loads.

@@ -38,7 +38,7 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let loadStart = ContinuousClock.now
-            let tokenizer = try Tokenizer.load(model)
+            let tokenizer = try Tokenizer.load(try modelPath(model))
             let loadTime = ContinuousClock.now - loadStart
             var out = StandardOutput()
             var encodeTime = Duration.zero
@@ -106,7 +106,7 @@ struct Detokenize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let list = try parseTokenIDs(ids)
-            let tokenizer = try Tokenizer.load(model)
+            let tokenizer = try Tokenizer.load(try modelPath(model))
             var out = StandardOutput()
             print(try tokenizer.decode(list, skipSpecial: skipSpecial), terminator: "", to: &out)
         }

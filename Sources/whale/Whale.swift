@@ -15,7 +15,7 @@ struct Whale: ParsableCommand {
         abstract: "BlueWhale: run DeepSeek-family language models on a CPU.",
         subcommands: [Run.self, Chat.self] + servingCommands + [
             Bench.self, Score.self, Perplexity.self, Inspect.self, Tokenize.self, Detokenize.self,
-            ChatTemplateCommand.self,
+            ChatTemplateCommand.self, List.self,
         ])
 }
 
