@@ -49,6 +49,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+def healthy(port, seconds=120):
+    """Waits until the server's /health answers 200; False if it does not within `seconds`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except Exception:
+            time.sleep(0.3)
+    return False
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -73,15 +86,7 @@ server = subprocess.Popen(
     [WHALE, "serve", MODEL, "--port", str(port), "--parallel", "8", "--ctx", "1024", "--api-key", KEY],
     stderr=subprocess.PIPE, text=True)
 try:
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except Exception:
-            time.sleep(0.3)
-    else:
+    if not healthy(port):
         raise SystemExit("whale serve did not come up: " + (server.stderr.read() if server.poll() is not None else ""))
 
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0, timeout=120)
@@ -283,14 +288,8 @@ port = free_port()
 server = subprocess.Popen([WHALE, "serve", MODEL, "--port", str(port), "--chat-template", "qwen2.5"],
                           stderr=subprocess.DEVNULL)
 try:
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except Exception:
-            time.sleep(0.3)
+    if not healthy(port):
+        raise SystemExit("whale serve (qwen2.5 template) did not come up")
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=120)
     tools = [{"type": "function", "function": {
         "name": "get_weather", "description": "Get the current weather in a city.",

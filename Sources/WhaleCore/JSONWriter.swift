@@ -47,7 +47,9 @@ extension JSONValue {
         }
     }
 
-    private static func writeString(_ s: String, to out: inout String) {
+    /// A JSON string literal. `shortControlEscapes`: `\b` and `\f` as Python's json.dumps writes them, not
+    /// `\u0008` / `\u000c`.
+    static func writeString(_ s: String, to out: inout String, shortControlEscapes: Bool = false) {
         out += "\""
         for scalar in s.unicodeScalars {
             switch scalar {
@@ -56,6 +58,8 @@ extension JSONValue {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
+            case "\u{08}" where shortControlEscapes: out += "\\b"
+            case "\u{0C}" where shortControlEscapes: out += "\\f"
             default:
                 if scalar.value < 0x20 {
                     let hex = String(scalar.value, radix: 16)

@@ -16,7 +16,7 @@ extension JSONValue {
         case .bool(let b): out += b ? "true" : "false"
         case .integer(let i): out += String(i)
         case .number(let d): out += Self.pythonFloat(d)
-        case .string(let s): Self.writePythonString(s, to: &out)
+        case .string(let s): Self.writeString(s, to: &out, shortControlEscapes: true)
         case .array(let values):
             guard !values.isEmpty else {
                 out += "[]"
@@ -39,7 +39,7 @@ extension JSONValue {
             for (index, key) in object.keys.enumerated() {
                 if index > 0 { out += indent == nil ? ", " : "," }
                 Self.newline(&out, indent: indent, level: level + 1)
-                Self.writePythonString(key, to: &out)
+                Self.writeString(key, to: &out, shortControlEscapes: true)
                 out += ": "
                 object[key]!.writePython(to: &out, indent: indent, level: level + 1)
             }
@@ -68,28 +68,5 @@ extension JSONValue {
         exponent.removeAll { $0 == "+" || $0 == "-" }
         if exponent.count < 2 { exponent = "0" + exponent }
         return mantissa + "e" + sign + exponent
-    }
-
-    private static func writePythonString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
     }
 }
