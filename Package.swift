@@ -35,14 +35,17 @@ let kernelFlags: [SwiftSetting] = [
 let releaseFlags: [SwiftSetting] = [.unsafeFlags(cpuFlags, .when(configuration: .release))]
 
 /// `whale serve` is built on Hummingbird 2, whose current release (and swift-log, swift-metrics,
-/// swift-prometheus) needs Swift 6.2 tools. Older compilers (Debian's Swift 6.0.3 on a Raspberry Pi) build
-/// everything else; `whale` then has no `serve` command (README, "Serving").
+/// swift-prometheus) needs Swift 6.2 tools, as does async-http-client, which `whale pull` downloads with.
+/// Older compilers (Debian's Swift 6.0.3 on a Raspberry Pi) build everything else; `whale` then has no
+/// `serve` or `pull` command (README, "Serving", "Getting models"), and takes models already in the cache.
 #if compiler(>=6.2)
     let serverPackages: [Package.Dependency] = [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ]
     let serverTargets: [Target] = [
         .target(
@@ -62,8 +65,15 @@ let releaseFlags: [SwiftSetting] = [.unsafeFlags(cpuFlags, .when(configuration: 
                 "WhaleCore", "WhaleKernels", "WhaleModels", "WhaleTokenizer", "WhaleEngine", "WhaleServer",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]),
+        /// `whale pull`: downloads from the Hugging Face Hub into its cache (async-http-client needs 6.2 tools too).
+        .target(
+            name: "WhaleHubClient",
+            dependencies: [
+                "WhaleCore", "WhaleHub", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ], swiftSettings: releaseFlags),
     ]
-    let serverProducts: [Target.Dependency] = ["WhaleServer"]
+    let serverProducts: [Target.Dependency] = ["WhaleServer", "WhaleHubClient"]
 #else
     let serverPackages: [Package.Dependency] = []
     let serverTargets: [Target] = []
@@ -86,7 +96,7 @@ let package = Package(
         .target(name: "WhaleCore", swiftSettings: releaseFlags),
         .target(name: "WhaleFormats", dependencies: ["WhaleCore"], swiftSettings: releaseFlags),
         .target(name: "WhaleTokenizer", dependencies: ["WhaleCore", "WhaleFormats"], swiftSettings: releaseFlags),
-        /// The Hugging Face cache (and, next, downloads into it): model names wherever a path is taken.
+        /// The Hugging Face cache: model names wherever a path is taken, what a pull fetches, writing the cache.
         .target(name: "WhaleHub", dependencies: ["WhaleCore"], swiftSettings: releaseFlags),
         .target(
             name: "WhaleModels", dependencies: ["WhaleCore", "WhaleFormats", "WhaleKernels"],

@@ -15,6 +15,9 @@ python3 -c "import openai" 2> /dev/null || python3 -m pip install --quiet "opena
 python3 -c "import anthropic" 2> /dev/null || python3 -m pip install --quiet "anthropic==2.16.0"
 python3 -c "import playwright" 2> /dev/null || python3 -m pip install --quiet "playwright==1.65.2"
 python3 -c "import lm_eval, aiohttp, tenacity" 2> /dev/null || python3 -m pip install --quiet "lm_eval[api]==0.4.13"
+# whale pull against a local hub, sharing the cache with huggingface_hub.
+python3 -c "import huggingface_hub; assert huggingface_hub.__version__ == '2.4.0'" 2> /dev/null \
+    || python3 -m pip install --quiet "huggingface_hub==2.4.0"
 if ! command -v chromium > /dev/null; then
     sudo=$([[ $(id -u) == 0 ]] || echo sudo)
     $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium > /dev/null
@@ -29,3 +32,5 @@ swift test -c release -Xswiftc -enable-testing --filter "SmolLM2|PerplexityTests
 python3 scripts/test-serve.py .build/release/whale models/SmolLM2-135M-Instruct.Q4_1.gguf
 python3 scripts/test-lm-eval.py .build/release/whale models/SmolLM2-135M-Instruct.Q4_1.gguf
 python3 scripts/test-webui.py .build/release/whale models/SmolLM2-135M-Instruct.Q4_1.gguf
+# whale pull / rm / names against a local Hugging Face Hub (and huggingface_hub reading the same cache).
+python3 scripts/test-hub.py .build/release/whale

@@ -28,6 +28,14 @@ public struct WhaleError: Error, Sendable, Equatable, CustomStringConvertible {
         case unsupportedArchitecture
         case typeMismatch
         case invalidArgument
+        /// A server could not be reached, or a transfer broke off.
+        case networkError
+        /// A server refused: missing or wrong credentials, or a gated repository.
+        case accessDenied
+        /// Downloaded bytes are not what their checksum says.
+        case checksumMismatch
+        /// No space left on the disk.
+        case diskFull
     }
 
     public var code: Code

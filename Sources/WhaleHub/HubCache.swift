@@ -31,6 +31,12 @@ public struct ModelReference: Sendable, Equatable, CustomStringConvertible {
         self.revision = revision
     }
 
+    public init(repo: String, tag: String? = nil, revision: String = "main") {
+        self.repo = repo
+        self.tag = tag
+        self.revision = revision
+    }
+
     public var description: String {
         repo + (tag.map { ":" + $0 } ?? "") + (revision == "main" ? "" : "@" + revision)
     }
@@ -49,13 +55,8 @@ public struct HubCache: Sendable {
     public init(environment: [String: String]) {
         if let hub = environment["HF_HUB_CACHE"], !hub.isEmpty {
             root = URL(fileURLWithPath: (hub as NSString).expandingTildeInPath)
-        } else if let home = environment["HF_HOME"], !home.isEmpty {
-            root = URL(fileURLWithPath: (home as NSString).expandingTildeInPath).appendingPathComponent("hub")
         } else {
-            let cache =
-                environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-                ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.cache")
-            root = URL(fileURLWithPath: cache).appendingPathComponent("huggingface/hub")
+            root = HubSettings.home(environment).appendingPathComponent("hub")
         }
     }
 
@@ -115,8 +116,8 @@ public struct HubCache: Sendable {
             throw WhaleError(
                 .fileNotFound, file: folder(reference.repo).path,
                 "\(reference.repo) (\(reference.revision)) is not in the Hugging Face cache at \(root.path)",
-                hint: "download it with `huggingface-cli download \(reference.repo)`, or set HF_HOME / HF_HUB_CACHE "
-                    + "to the cache that has it")
+                hint: "download it with `whale pull \(reference)` (or huggingface-cli), or set HF_HOME / "
+                    + "HF_HUB_CACHE to the cache that has it")
         }
         let files = files(in: snapshot)
         let ggufs = files.filter { $0.lowercased().hasSuffix(".gguf") }

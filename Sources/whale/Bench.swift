@@ -18,7 +18,7 @@ struct Bench: ParsableCommand {
             side, alternating, and read the ratios (scripts/bench-vs-llamacpp.sh does that).
             """)
 
-    @Argument(help: "A .gguf file or a model directory (config.json + safetensors).")
+    @Argument(help: modelHelp)
     var model: String
 
     @Option(name: .short, parsing: .unconditional, help: "Prompt lengths (0: none).")
@@ -45,6 +45,8 @@ struct Bench: ParsableCommand {
         name: .customLong("cache-type"),
         help: "Attention precision, f16 or f32 (default: f16 for GGUF as llama.cpp, f32 for safetensors).")
     var cacheType: String?
+
+    @OptionGroup var hub: HubOptions
 
     func run() throws {
         try reportingErrors {
@@ -73,7 +75,7 @@ struct Bench: ParsableCommand {
                 }
                 options.attentionPrecision = precision
             }
-            let files = try ModelFiles.open(try modelPath(model))
+            let files = try ModelFiles.open(try modelPath(model, pull: !hub.noPull))
             let size = files.tensors.reduce(0) { $0 + $1.byteCount }
             let parameters = files.tensors.reduce(0) { $0 + $1.elementCount }
             let loaded = try ModelRegistry.load(files, options: options)

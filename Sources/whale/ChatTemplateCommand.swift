@@ -14,7 +14,7 @@ struct ChatTemplateCommand: ParsableCommand {
             built-in one instead: \(ChatTemplate.builtIn.map(\.name).joined(separator: ", ")).
             """)
 
-    @Argument(help: "A .gguf file, a model directory, or a tokenizer.json file.")
+    @Argument(help: "A .gguf file, a model directory, a tokenizer.json file, or org/name[:TAG] from the Hub.")
     var model: String
 
     @Argument(help: "JSON file with the messages.")
@@ -29,9 +29,11 @@ struct ChatTemplateCommand: ParsableCommand {
     @Flag(help: "Print the prompt's token ids (special tokens matched) instead of its text.")
     var tokens = false
 
+    @OptionGroup var hub: HubOptions
+
     func run() throws {
         try reportingErrors {
-            let tokenizer = try Tokenizer.load(try modelPath(model))
+            let tokenizer = try Tokenizer.load(try modelPath(model, pull: !hub.noPull))
             let template = try resolveChatTemplate(tokenizer: tokenizer, name: chatTemplate)
             let conversation = try parseMessages(try readText(messages), file: messages)
             let prompt = try template.render(

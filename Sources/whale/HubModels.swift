@@ -3,12 +3,39 @@ import Foundation
 import WhaleCore
 import WhaleHub
 
+#if canImport(WhaleHubClient)
+    import WhaleHubClient
+#endif
+
 /// A model argument as a path: a file or directory that exists is used as it is; `org/name[:TAG][@REVISION]`
-/// is looked up in the Hugging Face cache (huggingface_hub's, shared with transformers and vLLM).
-func modelPath(_ argument: String) throws -> String {
-    if FileManager.default.fileExists(atPath: argument) { return argument }
-    guard let reference = ModelReference(argument) else { return argument }  // the loader names the missing file
-    return try HubCache(environment: ProcessInfo.processInfo.environment).resolve(reference).path
+/// is looked up in the Hugging Face cache (huggingface_hub's, shared with transformers and vLLM) and, when
+/// it is not there, pulled from the Hub — unless `pull` is false (`--no-pull`) or HF_HUB_OFFLINE is set.
+func modelPath(_ argument: String, pull: Bool = true) throws -> String {
+    // A missing file is for the loader to name, not a repository to look for on the Hub.
+    guard !FileManager.default.fileExists(atPath: argument), !looksLikePath(argument),
+        let reference = ModelReference(argument)
+    else { return argument }
+    let environment = ProcessInfo.processInfo.environment
+    do {
+        return try HubCache(environment: environment).resolve(reference).path
+    } catch let error as WhaleError where error.code == .fileNotFound {
+        #if canImport(WhaleHubClient)
+            guard pull, !HubSettings(environment: environment).offline else { throw error }
+            return try pullModel(reference).path
+        #else
+            throw error
+        #endif
+    }
+}
+
+/// `models/x.gguf`, `./m/x`: a file name extension or a folder that exists says a path was meant, even when it
+/// would also parse as `org/name`.
+func looksLikePath(_ argument: String) -> Bool {
+    let name = argument.lowercased()
+    if [".gguf", ".safetensors", ".json"].contains(where: name.hasSuffix) { return true }
+    let folder = (argument as NSString).deletingLastPathComponent
+    var isDirectory: ObjCBool = false
+    return FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) && isDirectory.boolValue
 }
 
 /// `whale list`: the models in the Hugging Face cache.
@@ -37,7 +64,7 @@ struct List: ParsableCommand {
                 for file in files {
                     let url = snapshot.appendingPathComponent(file).resolvingSymlinksInPath()
                     let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int64) ?? 0
-                    blobs[url.path] = size ?? 0
+                    blobs[url.path] = size
                 }
                 let bytes = blobs.values.reduce(0, +)
                 let ggufs = files.filter { $0.lowercased().hasSuffix(".gguf") }
@@ -53,6 +80,8 @@ struct List: ParsableCommand {
 
 /// The name `whale serve` lists a model under: a hub name as given, else the file or directory name.
 func servedModelName(_ argument: String) -> String {
-    if !FileManager.default.fileExists(atPath: argument), ModelReference(argument) != nil { return argument }
+    if !FileManager.default.fileExists(atPath: argument), !looksLikePath(argument), ModelReference(argument) != nil {
+        return argument
+    }
     return URL(fileURLWithPath: argument).lastPathComponent
 }

@@ -12,7 +12,7 @@ struct Inspect: ParsableCommand {
             Shapes are listed outermost dimension first, as PyTorch writes them.
             """)
 
-    @Argument(help: "A .gguf file or a model directory.")
+    @Argument(help: modelHelp)
     var model: String
 
     @Flag(help: "Print JSON instead of text.")
@@ -24,9 +24,11 @@ struct Inspect: ParsableCommand {
     @Flag(help: "List the GGUF metadata (arrays are shortened to their type, count and first items).")
     var metadata = false
 
+    @OptionGroup var hub: HubOptions
+
     func run() throws {
         try reportingErrors {
-            let files = try ModelFiles.open(try modelPath(model))
+            let files = try ModelFiles.open(try modelPath(model, pull: !hub.noPull))
             let inspection = try ModelInspection(files, path: model, cache: ModelRegistry.cacheDescription(files))
             if json {
                 print(inspection.json(includeTensors: tensors, includeMetadata: metadata).serialized(pretty: true))

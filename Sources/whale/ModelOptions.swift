@@ -7,9 +7,13 @@ import WhaleKernels
 import WhaleModels
 import WhaleTokenizer
 
+/// How a command's model argument is described.
+let modelHelp = ArgumentHelp(
+    "A .gguf file, a model directory (config.json + safetensors), or org/name[:TAG] from the Hugging Face Hub.")
+
 /// Options shared by the commands that run a model.
 struct ModelOptions: ParsableArguments {
-    @Argument(help: "A .gguf file or a model directory (config.json + safetensors).")
+    @Argument(help: modelHelp)
     var model: String
 
     @Option(name: [.short, .long], parsing: .unconditional, help: "Worker threads (default: one per physical core).")
@@ -26,6 +30,8 @@ struct ModelOptions: ParsableArguments {
         name: .customLong("cache-type"),
         help: "Attention precision, f16 or f32 (default: f16 for GGUF as llama.cpp, f32 for safetensors).")
     var cacheType: String?
+
+    @OptionGroup var hub: HubOptions
 
     /// The model, its tokenizer (nil when a model directory has none), and a forward context. The model file
     /// is opened (mapped and validated) once; the tokenizer reads the same mapping.
@@ -48,7 +54,7 @@ struct ModelOptions: ParsableArguments {
         if let contextSize, contextSize < 1 {
             throw WhaleError(.invalidArgument, field: "--ctx", "context size \(contextSize)", hint: "give 1 or more")
         }
-        let files = try ModelFiles.open(try modelPath(self.model))
+        let files = try ModelFiles.open(try modelPath(self.model, pull: !hub.noPull))
         let model = try ModelRegistry.load(files, options: options)
         let tokenizer: Tokenizer?
         switch files {

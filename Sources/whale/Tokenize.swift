@@ -12,7 +12,7 @@ struct Tokenize: ParsableCommand {
             <｜User｜>, …) are tokenized as plain text unless --special is given; no BOS is added.
             """)
 
-    @Argument(help: "A .gguf file, a model directory, or a tokenizer.json file.")
+    @Argument(help: "A .gguf file, a model directory, a tokenizer.json file, or org/name[:TAG] from the Hub.")
     var model: String
 
     @Argument(help: "The text to tokenize.")
@@ -30,6 +30,8 @@ struct Tokenize: ParsableCommand {
     @Flag(help: "Print bytes, tokens and encoding speed (MB/s, excluding loading) to stderr.")
     var stats = false
 
+    @OptionGroup var hub: HubOptions
+
     func validate() throws {
         let given = [text != nil, file != nil, jsonl != nil].filter { $0 }.count
         guard given == 1 else { throw ValidationError("give exactly one of TEXT, --file, --jsonl") }
@@ -38,7 +40,7 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let loadStart = ContinuousClock.now
-            let tokenizer = try Tokenizer.load(try modelPath(model))
+            let tokenizer = try Tokenizer.load(try modelPath(model, pull: !hub.noPull))
             let loadTime = ContinuousClock.now - loadStart
             var out = StandardOutput()
             var encodeTime = Duration.zero
@@ -94,7 +96,7 @@ struct Detokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Turn token ids back into text with a model's tokenizer.")
 
-    @Argument(help: "A .gguf file, a model directory, or a tokenizer.json file.")
+    @Argument(help: "A .gguf file, a model directory, a tokenizer.json file, or org/name[:TAG] from the Hub.")
     var model: String
 
     @Argument(help: "Token ids: a JSON array ([1,2,3]) or comma-separated (1,2,3).")
@@ -103,10 +105,12 @@ struct Detokenize: ParsableCommand {
     @Flag(help: "Leave out special (control) tokens.")
     var skipSpecial = false
 
+    @OptionGroup var hub: HubOptions
+
     func run() throws {
         try reportingErrors {
             let list = try parseTokenIDs(ids)
-            let tokenizer = try Tokenizer.load(try modelPath(model))
+            let tokenizer = try Tokenizer.load(try modelPath(model, pull: !hub.noPull))
             var out = StandardOutput()
             print(try tokenizer.decode(list, skipSpecial: skipSpecial), terminator: "", to: &out)
         }

@@ -15,8 +15,8 @@ struct Whale: ParsableCommand {
         abstract: "BlueWhale: run DeepSeek-family language models on a CPU.",
         subcommands: [Run.self, Chat.self] + servingCommands + [
             Bench.self, Score.self, Perplexity.self, Inspect.self, Tokenize.self, Detokenize.self,
-            ChatTemplateCommand.self, List.self,
-        ])
+            ChatTemplateCommand.self,
+        ] + pullCommands + [List.self, Remove.self])
 }
 
 /// Runs `body`, turning a `WhaleError` into one clear line on stderr and exit code 1.

@@ -37,14 +37,20 @@ import WhaleCore
             ])
         #expect(byName.status == 0, "\(byName.stderr)")
         // The same model: the same report after the file line.
-        #expect(byName.stdout.split(separator: "\n").dropFirst() == byPath.stdout.split(separator: "\n").dropFirst())
+        let reportByName: [Substring] = Array(byName.stdout.split(separator: "\n").dropFirst())
+        let reportByPath: [Substring] = Array(byPath.stdout.split(separator: "\n").dropFirst())
+        #expect(reportByName == reportByPath)
         let list = try Whale.run(env + ["list"], executable: "/usr/bin/env")
         #expect(list.status == 0)
         #expect(list.stdout.contains("org/tiny-GGUF  main@012345678901  1 files"), "\(list.stdout)")
-        let missing = try Whale.run(env + ["inspect", "org/absent:Q4_K_M"], executable: "/usr/bin/env")
+        // What is not cached would be pulled (scripts/test-hub.py tests that against a local hub); --no-pull and
+        // HF_HUB_OFFLINE=1 say it is not there instead, without touching the network.
+        let missing = try Whale.run(env + ["inspect", "org/absent:Q4_K_M", "--no-pull"], executable: "/usr/bin/env")
         #expect(missing.status == 1)
         #expect(missing.stderr.contains("org/absent (main) is not in the Hugging Face cache"), "\(missing.stderr)")
-        let noTag = try Whale.run(env + ["inspect", "org/tiny-GGUF:Q2_K"], executable: "/usr/bin/env")
+        #expect(missing.stderr.contains("whale pull org/absent:Q4_K_M"), "\(missing.stderr)")
+        let offline = ["HF_HUB_OFFLINE=1"] + env
+        let noTag = try Whale.run(offline + ["inspect", "org/tiny-GGUF:Q2_K"], executable: "/usr/bin/env")
         #expect(noTag.status == 1 && noTag.stderr.contains("tags there: Q8_0"), "\(noTag.stderr)")
     }
 }

@@ -112,7 +112,7 @@ import WhaleHub
             Issue.record("resolved a repository that is not cached")
         } catch let error as WhaleError {
             #expect(error.problem.contains("org/other") && error.problem.contains(cache.root.path))
-            #expect(error.hint?.contains("huggingface-cli download org/other") == true)
+            #expect(error.hint?.contains("whale pull org/other") == true)
         }
     }
 }
