@@ -13,6 +13,8 @@
 #   TOKENS        max_tokens per request (default 128)
 #   THREADS       compute threads        (default 2)
 #   CONCURRENCY   stream counts          (default "1 4 8")
+#   TEMPERATURE   sampling temperature   (default 0: greedy; above 0 both servers also sample, with llama.cpp's
+#                                         default chain top_k 40, top_p 0.95, min_p 0.05 sent explicitly)
 #
 # llama-server is built from the same llama.cpp as scripts/build-llama-cpp.sh, in its build directory:
 #   cmake -S <llama.cpp> -B <build> -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF
@@ -25,7 +27,7 @@
 # - Rounds alternate whale, llama-server, whale, ... (the machine may be shared: interleaving spreads
 #   background load over both), and each round starts its server afresh, so an idle server's threads
 #   never compete with the measured one. A short warm-up request precedes the measurements.
-# - Every request is a streamed chat completion at temperature 0 with max_tokens TOKENS. Both servers must
+# - Every request is a streamed chat completion at temperature TEMPERATURE with max_tokens TOKENS. Both servers must
 #   generate the full TOKENS so the token rates compare like for like: llama-server gets ignore_eos; whale
 #   has no ignore_eos (and refuses unknown parameters), so it gets logit_bias -100 on the tokens it stops
 #   on, read from the GGUF (the eos/eot/eom ids and the control tokens spelled like end-of-turn markers,
@@ -50,6 +52,7 @@ ROUNDS=${ROUNDS:-3}
 TOKENS=${TOKENS:-128}
 THREADS=${THREADS:-2}
 CONCURRENCY=${CONCURRENCY:-"1 4 8"}
+TEMPERATURE=${TEMPERATURE:-0}
 
 if [[ ! -f "$MODEL" ]]; then
     echo "error: model $MODEL not found (scripts/fetch-models.sh, or set MODEL)" >&2
@@ -68,7 +71,7 @@ fi
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/bench-serve.XXXXXX")
 trap 'rm -rf "$LOGS"' EXIT
 
-export WHALE LLAMA_SERVER MODEL ROUNDS TOKENS THREADS CONCURRENCY LOGS
+export WHALE LLAMA_SERVER MODEL ROUNDS TOKENS THREADS CONCURRENCY LOGS TEMPERATURE
 # The driver: server lifecycle, concurrent streaming clients (threads + http.client, stdlib only), table.
 python3 - <<'PY'
 import http.client
@@ -85,6 +88,7 @@ import time
 WHALE, LLAMA_SERVER, MODEL = os.environ["WHALE"], os.environ["LLAMA_SERVER"], os.environ["MODEL"]
 ROUNDS, TOKENS, THREADS = int(os.environ["ROUNDS"]), int(os.environ["TOKENS"]), int(os.environ["THREADS"])
 CONCURRENCY = [int(c) for c in os.environ["CONCURRENCY"].split()]
+TEMPERATURE = float(os.environ["TEMPERATURE"])
 LOGS = os.environ["LOGS"]
 PARALLEL, CTX = 8, 2048
 
@@ -196,8 +200,10 @@ def stop(proc):
 
 
 def body(kind, prompt, max_tokens):
-    b = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": 0,
+    b = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": TEMPERATURE,
          "stream": True, "stream_options": {"include_usage": True}}
+    if TEMPERATURE > 0:
+        b.update(top_k=40, top_p=0.95, min_p=0.05)
     if kind == "whale":
         b["logit_bias"] = {str(i): -100 for i in EOS_IDS}
     else:
@@ -262,7 +268,7 @@ def batch(kind, port, n, tag, max_tokens=TOKENS):
 kinds = ["whale"] + (["llama"] if LLAMA_SERVER else [])
 names = {"whale": "whale", "llama": "llama-server"}
 results = {(k, c): [] for k in kinds for c in CONCURRENCY}
-print(f"model {MODEL}, {THREADS} threads, {TOKENS} tokens per request, {ROUNDS} rounds, "
+print(f"model {MODEL}, {THREADS} threads, {TOKENS} tokens per request, temperature {TEMPERATURE}, {ROUNDS} rounds, "
       f"whale end-of-sequence ids banned: {EOS_IDS}", flush=True)
 for r in range(1, ROUNDS + 1):
     for kind in kinds:

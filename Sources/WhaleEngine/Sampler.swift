@@ -81,12 +81,14 @@ public struct Sampler {
         var candidates = Array(values.indices)
         let k = parameters.topK > 0 ? min(parameters.topK, candidates.count) : candidates.count
         if k < candidates.count {
-            candidates = Array(candidates.sorted { (values[$0], -$0) > (values[$1], -$1) }.prefix(k))
+            candidates = values.withUnsafeBufferPointer { largestIndices($0, count: k) }
         } else {
-            candidates.sort { (values[$0], -$0) > (values[$1], -$1) }
+            candidates = values.withUnsafeBufferPointer { descendingOrder($0) }
         }
-        // Probabilities for top-p and min-p (before temperature, as llama.cpp's chain applies them).
-        var probabilities = softmax(candidates.map { Double(values[$0]) })
+        // Probabilities for top-p and min-p (before temperature, as llama.cpp's chain applies them); not
+        // needed, so not computed over the whole vocabulary, when neither is on.
+        let filtering = parameters.topP < 1 || parameters.minP > 0
+        var probabilities = filtering ? softmax(candidates.map { Double(values[$0]) }) : []
         if parameters.topP < 1 {
             var cumulative = 0.0
             var keep = candidates.count

@@ -29,7 +29,7 @@ public enum SequenceScore {
                 }
                 if i + 1 < ids.count { logprobs.append(row[ids[i + 1]]) }
                 if top > 0 {
-                    let best = row.indices.sorted { (row[$0], -$0) > (row[$1], -$1) }.prefix(top)
+                    let best = row.withUnsafeBufferPointer { largestIndices($0, count: top) }
                     topLists.append(best.map { ($0, row[$0]) })
                 } else {
                     topLists.append([])

@@ -322,8 +322,7 @@ public final class Scheduler: @unchecked Sendable {
                 Ops.logSoftmax(input.baseAddress!, count: logits.count, output: $0.baseAddress!)
             }
         }
-        let best =
-            top > 0 ? row.indices.sorted { (row[$0], -$0) > (row[$1], -$1) }.prefix(top).map { ($0, row[$0]) } : []
+        let best = row.withUnsafeBufferPointer { largestIndices($0, count: top) }.map { ($0, row[$0]) }
         return TokenChoice(id: token, logprob: row[token], top: best)
     }
 

@@ -29,6 +29,42 @@ import Testing
         #expect((0..<200).map { _ in c.sample(Self.logits, history: []) } != drawsA)
     }
 
+    /// The heap selection equals sorting every index by (value, −index) and keeping k — ties (many here: values
+    /// on a coarse grid) going to the lower index — for every k, so top-k sampling and top logprobs are unchanged.
+    @Test func largestIndicesEqualSortedPrefix() {
+        var random = SeededGenerator(seed: 7)
+        for count in [1, 2, 5, 100, 4097] {
+            let values = (0..<count).map { _ in Float(Int(random.next() % 17)) * 0.25 - 2 }
+            let sorted = values.indices.sorted { (values[$0], -$0) > (values[$1], -$1) }
+            for k in [0, 1, 2, 3, 40, count - 1, count, count + 5] where k >= 0 {
+                let chosen = values.withUnsafeBufferPointer { largestIndices($0, count: k) }
+                #expect(chosen == Array(sorted.prefix(k)), "count \(count), k \(k)")
+            }
+            let doubles = values.map(Double.init)
+            #expect(doubles.withUnsafeBufferPointer { largestIndices($0, count: 20) } == Array(sorted.prefix(20)))
+        }
+    }
+
+    /// The radix order equals sorting every index by (value, −index): negative, positive, both zeros, ties,
+    /// infinities, denormals.
+    @Test func descendingOrderEqualsSort() {
+        var random = SeededGenerator(seed: 11)
+        for count in [0, 1, 3, 2049, 49152] {
+            var values = (0..<count).map { _ in Float(Int64(bitPattern: random.next()) % 4000) * 0.01 }
+            if count > 10 {
+                values[1] = -0.0
+                values[2] = 0.0
+                values[3] = .infinity
+                values[4] = -.infinity
+                values[5] = .leastNonzeroMagnitude
+                values[6] = -.leastNonzeroMagnitude
+                values[7] = values[8]
+            }
+            let sorted = values.indices.sorted { (values[$0], -$0) > (values[$1], -$1) }
+            #expect(values.withUnsafeBufferPointer { descendingOrder($0) } == sorted, "count \(count)")
+        }
+    }
+
     @Test func topKOneIsGreedy() {
         var parameters = SamplingParameters()
         parameters.topK = 1
