@@ -78,12 +78,9 @@ public struct Sampler {
         if parameters.temperature <= 0 { return argmax(values) }
 
         // Candidates sorted by logit, best first, cut by top-k.
-        var candidates = Array(values.indices)
-        let k = parameters.topK > 0 ? min(parameters.topK, candidates.count) : candidates.count
-        if k < candidates.count {
-            candidates = values.withUnsafeBufferPointer { largestIndices($0, count: k) }
-        } else {
-            candidates = values.withUnsafeBufferPointer { descendingOrder($0) }
+        let k = parameters.topK > 0 ? min(parameters.topK, values.count) : values.count
+        var candidates = values.withUnsafeBufferPointer {
+            k < values.count ? largestIndices($0, count: k) : descendingOrder($0)
         }
         // Probabilities for top-p and min-p (before temperature, as llama.cpp's chain applies them); not
         // needed, so not computed over the whole vocabulary, when neither is on.
