@@ -237,21 +237,54 @@ public enum Attention {
         ) {
             let used = tiled ? 8 : slotCount
             slots.initialize(repeating: 0, count: used * headDim)
-            for j in 0..<length {
-                let slot = slots + (j % used) * headDim
-                let w = weights[j]
-                let v = values + j * stride * 2
+            // Slot by slot, each slot's positions (j ≡ slot mod `used`) in increasing order: the same fused
+            // multiply-adds in the same order as visiting every position in turn, with the sums in registers
+            // instead of loaded and stored for each position.
+            let rowBytes = stride &* 2
+            for s in 0..<min(used, length) {
+                let slot = UnsafeMutableRawPointer(slots + s &* headDim)
                 var d = 0
-                while d + 8 <= headDim {
-                    let r = UnsafeMutableRawPointer(slot + d)
-                    var acc = r.loadUnaligned(as: SIMD8<Float>.self)
-                    acc.addProduct(HalfRows.load8(v, d), SIMD8(repeating: w))
-                    r.storeBytes(of: acc, as: SIMD8<Float>.self)
-                    d += 8
+                while d &+ 32 <= headDim {
+                    var a0 = SIMD8<Float>()
+                    var a1 = SIMD8<Float>()
+                    var a2 = SIMD8<Float>()
+                    var a3 = SIMD8<Float>()
+                    var j = s
+                    while j < length {
+                        let w = SIMD8<Float>(repeating: weights[j])
+                        let v = values + j &* rowBytes
+                        a0.addProduct(HalfRows.load8(v, d), w)
+                        a1.addProduct(HalfRows.load8(v, d &+ 8), w)
+                        a2.addProduct(HalfRows.load8(v, d &+ 16), w)
+                        a3.addProduct(HalfRows.load8(v, d &+ 24), w)
+                        j &+= used
+                    }
+                    slot.storeBytes(of: a0, toByteOffset: d &* 4, as: SIMD8<Float>.self)
+                    slot.storeBytes(of: a1, toByteOffset: (d &+ 8) &* 4, as: SIMD8<Float>.self)
+                    slot.storeBytes(of: a2, toByteOffset: (d &+ 16) &* 4, as: SIMD8<Float>.self)
+                    slot.storeBytes(of: a3, toByteOffset: (d &+ 24) &* 4, as: SIMD8<Float>.self)
+                    d &+= 32
                 }
+                while d &+ 8 <= headDim {
+                    var a = SIMD8<Float>()
+                    var j = s
+                    while j < length {
+                        a.addProduct(HalfRows.load8(values + j &* rowBytes, d), SIMD8(repeating: weights[j]))
+                        j &+= used
+                    }
+                    slot.storeBytes(of: a, toByteOffset: d &* 4, as: SIMD8<Float>.self)
+                    d &+= 8
+                }
+                let scalars = slots + s &* headDim
                 while d < headDim {
-                    slot[d] = slot[d].addingProduct(HalfRows.load1(v, d), w)
-                    d += 1
+                    var a: Float = 0
+                    var j = s
+                    while j < length {
+                        a = a.addingProduct(HalfRows.load1(values + j &* rowBytes, d), weights[j])
+                        j &+= used
+                    }
+                    scalars[d] = a
+                    d &+= 1
                 }
             }
             for d in 0..<headDim {
