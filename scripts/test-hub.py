@@ -546,6 +546,8 @@ try:
           and not LOG.of("storage"), err)
 
     # --- on a terminal: a progress bar --------------------------------------------------------------------------
+    # `script` (util-linux, in every Debian) gives whale a terminal.
+    check("script(1) is there to give whale a terminal", shutil.which("script") is not None)
     if shutil.which("script"):
         tty_cache = new_cache("tty")
         env = environment(tty_cache)
