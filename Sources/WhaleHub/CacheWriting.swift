@@ -6,6 +6,11 @@ import WhaleCore
 /// relative symlink `snapshots/<commit>/<path>` → `../../blobs/<etag>` (one more `../` per folder in the
 /// path), and `refs/<revision>` holding the commit a branch or tag pointed at when it was fetched.
 extension HubCache {
+    /// A file's size in bytes; nil when it is not there.
+    public static func fileSize(_ url: URL) -> Int64? {
+        (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int64) ?? nil
+    }
+
     public func blob(_ repo: String, etag: String) -> URL {
         folder(repo).appendingPathComponent("blobs").appendingPathComponent(etag)
     }
@@ -62,9 +67,7 @@ extension HubCache {
                 hint: "`whale list` shows what is there")
         }
         let blobs = folder.appendingPathComponent("blobs")
-        func size(_ url: URL) -> Int64 {
-            (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int64 ?? 0) ?? 0
-        }
+        func size(_ url: URL) -> Int64 { Self.fileSize(url) ?? 0 }
         guard let files else {
             let freed = ((try? FileManager.default.contentsOfDirectory(atPath: blobs.path)) ?? []).reduce(Int64(0)) {
                 $0 + size(blobs.appendingPathComponent($1))

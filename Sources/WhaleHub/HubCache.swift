@@ -129,9 +129,7 @@ public struct HubCache: Sendable {
                     hint: "the download may be incomplete; download it again")
             }
             if let tag = reference.tag {
-                throw WhaleError(
-                    .invalidArgument, field: "model", "\(reference.repo) has no GGUF files to match :\(tag)",
-                    hint: "it is a safetensors model: name it without a tag")
+                throw GGUFSelection.tagOnSafetensors(reference.repo, tag: tag)
             }
             return snapshot
         }
@@ -151,6 +149,13 @@ public enum GGUFSelection {
         let index = name[name.index(after: dash)..<of.lowerBound]
         guard index.count == 5, count.count == 5, let i = Int(index), let n = Int(count) else { return nil }
         return (i, n)
+    }
+
+    /// A tag given for a repository that has no GGUF files, only safetensors.
+    static func tagOnSafetensors(_ repo: String, tag: String) -> WhaleError {
+        WhaleError(
+            .invalidArgument, field: "model", "\(repo) has no GGUF files to match :\(tag)",
+            hint: "it is a safetensors model: name it without a tag")
     }
 
     /// The quantization a file name carries (`Q4_K_M`, `IQ2_XXS`, `F16`, `BF16`), upper-cased; nil if none.

@@ -111,9 +111,7 @@ public enum PullPlan {
                 hint: "whale runs GGUF and safetensors models; pick files with --include")
         }
         if let tag = reference.tag {
-            throw WhaleError(
-                .invalidArgument, field: "model", "\(reference.repo) has no GGUF files to match :\(tag)",
-                hint: "it is a safetensors model: name it without a tag")
+            throw GGUFSelection.tagOnSafetensors(reference.repo, tag: tag)
         }
         var chosen = modelFiles.filter(paths.contains)
         if paths.contains(safetensorsIndex) {

@@ -64,10 +64,11 @@ public final class HubClient: Sendable {
             files += try PullPlan.shards(index: try Data(contentsOf: index), file: index.path)
                 .filter { !files.contains($0) }
         }
-        try checkFreeSpace(for: files, of: reference.repo, listing: listing)
-        progress.begin(
-            repo: reference.repo,
-            bytes: files.reduce(0) { $0 + (listing.file($1)?.size ?? 0) - alreadyHave($1, reference.repo, listing) })
+        let needed = files.reduce(Int64(0)) {
+            $0 + (listing.file($1)?.size ?? 0) - alreadyHave($1, reference.repo, listing)
+        }
+        try checkFreeSpace(needed, for: reference.repo)
+        progress.begin(repo: reference.repo, bytes: needed)
         try await fetch(files, of: reference.repo, listing: listing)
         progress.end()
         try cache.setReference(reference.repo, revision: reference.revision, commit: listing.commit)
@@ -83,7 +84,7 @@ public final class HubClient: Sendable {
     private func alreadyHave(_ path: String, _ repo: String, _ listing: RepositoryListing) -> Int64 {
         guard let file = listing.file(path), let sha256 = file.sha256 else { return 0 }
         if FileManager.default.fileExists(atPath: cache.blob(repo, etag: sha256).path) { return file.size ?? 0 }
-        return fileSize(cache.incompleteBlob(repo, etag: sha256)) ?? 0
+        return HubCache.fileSize(cache.incompleteBlob(repo, etag: sha256)) ?? 0
     }
 
     // MARK: The routes
@@ -184,14 +185,14 @@ public final class HubClient: Sendable {
             } catch is TransferBroke where attempt < attempts {
                 attempt += 1
             } catch let error as TransferBroke {
-                let have = fileSize(incomplete) ?? 0
+                let have = HubCache.fileSize(incomplete) ?? 0
                 throw WhaleError(
                     .networkError, field: "\(repo)/\(path)",
                     "the download stopped after \(formatBytes(have)): \(error.reason)",
                     hint: "run the same command again: it resumes from there")
             }
         }
-        let have = fileSize(incomplete) ?? 0
+        let have = HubCache.fileSize(incomplete) ?? 0
         if let size = metadata.size, have != size {
             try? FileManager.default.removeItem(at: incomplete)
             throw WhaleError(
@@ -233,7 +234,7 @@ public final class HubClient: Sendable {
     private func download(_ url: String, to incomplete: URL, file: String, size: Int64?, hashing: Bool)
         async throws -> String?
     {
-        var offset = fileSize(incomplete) ?? 0
+        var offset = HubCache.fileSize(incomplete) ?? 0
         if let size, offset > size {
             try? FileManager.default.removeItem(at: incomplete)
             offset = 0
@@ -384,8 +385,8 @@ public final class HubClient: Sendable {
             hint: status >= 500 ? "the Hub has a problem; try again later" : "check HF_ENDPOINT")
     }
 
-    private func checkFreeSpace(for files: [String], of repo: String, listing: RepositoryListing) throws {
-        let needed = files.reduce(Int64(0)) { $0 + (listing.file($1)?.size ?? 0) - alreadyHave($1, repo, listing) }
+    /// Refuses a pull of `needed` more bytes than the cache's disk has free.
+    private func checkFreeSpace(_ needed: Int64, for repo: String) throws {
         try createDirectory(cache.folder(repo))
         var stats = statvfs()
         guard statvfs(cache.root.path, &stats) == 0 else { return }
@@ -424,10 +425,6 @@ func percentEncoded(_ text: String, keepingSlashes: Bool) -> String {
     var allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
     if keepingSlashes { allowed.insert("/") }
     return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
-}
-
-func fileSize(_ url: URL) -> Int64? {
-    (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int64) ?? nil
 }
 
 func formatBytes(_ bytes: Int64) -> String {

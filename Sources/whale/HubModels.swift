@@ -63,7 +63,7 @@ struct List: ParsableCommand {
                 var blobs: [String: Int64] = [:]
                 for file in files {
                     let url = snapshot.appendingPathComponent(file).resolvingSymlinksInPath()
-                    let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int64) ?? 0
+                    let size = HubCache.fileSize(url) ?? 0
                     blobs[url.path] = size
                 }
                 let bytes = blobs.values.reduce(0, +)

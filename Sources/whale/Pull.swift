@@ -35,11 +35,7 @@ import WhaleHub
 
         func run() throws {
             try reportingErrors {
-                guard var reference = ModelReference(model) else {
-                    throw WhaleError(
-                        .invalidArgument, field: "model", "\"\(model)\" is not a Hub name",
-                        hint: "give org/name[:TAG], e.g. deepseek-ai/DeepSeek-V2-Lite-Chat")
-                }
+                var reference = try hubReference(model)
                 if let revision { reference.revision = revision }
                 let path = try pullModel(reference, include: include, quiet: quiet)
                 var out = StandardOutput()
@@ -82,6 +78,16 @@ import WhaleHub
     let pullCommands: [any ParsableCommand.Type] = []
 #endif
 
+/// `org/name[:TAG][@REVISION]` as given to pull and rm, or an error saying what such a name looks like.
+func hubReference(_ argument: String) throws -> ModelReference {
+    guard let reference = ModelReference(argument) else {
+        throw WhaleError(
+            .invalidArgument, field: "model", "\"\(argument)\" is not a Hub name",
+            hint: "give org/name[:TAG], e.g. deepseek-ai/DeepSeek-V2-Lite-Chat; `whale list` shows what is cached")
+    }
+    return reference
+}
+
 /// `--no-pull`, for every command that takes a model.
 struct HubOptions: ParsableArguments {
     @Flag(help: "Use a model named org/name only if it is already in the Hugging Face cache; never download.")
@@ -103,11 +109,7 @@ struct Remove: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard let reference = ModelReference(model) else {
-                throw WhaleError(
-                    .invalidArgument, field: "model", "\"\(model)\" is not a Hub name",
-                    hint: "give org/name[:TAG]; `whale list` shows what is cached")
-            }
+            let reference = try hubReference(model)
             let cache = HubCache(environment: ProcessInfo.processInfo.environment)
             let freed: Int64
             if let tag = reference.tag {
