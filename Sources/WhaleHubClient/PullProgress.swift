@@ -18,13 +18,15 @@ public final class PullProgress: Sendable {
         var lastDrawn = Date.distantPast
     }
     private let state = Mutex(State())
-    private let isTerminal: Bool
-    private let quiet: Bool
+    /// A bar on a terminal, else lines; neither when quiet.
+    private let showsBar: Bool
+    private let showsLines: Bool
 
     /// `quiet`: show nothing.
     public init(quiet: Bool = false) {
-        self.quiet = quiet
-        isTerminal = isatty(2) != 0
+        let isTerminal = isatty(2) != 0
+        showsBar = isTerminal && !quiet
+        showsLines = !isTerminal && !quiet
     }
 
     func begin(repo: String, bytes: Int64) {
@@ -32,7 +34,7 @@ public final class PullProgress: Sendable {
     }
 
     func advance(_ bytes: Int64) {
-        guard isTerminal, !quiet else { return }
+        guard showsBar else { return }
         let line: String? = state.withLock { state in
             state.received += bytes
             let now = Date()
@@ -44,21 +46,20 @@ public final class PullProgress: Sendable {
     }
 
     func alreadyCached(_ path: String) {
-        guard !quiet, !isTerminal else { return }
+        guard showsLines else { return }
         let repo = state.withLock { $0.repo }
         write("\(repo): \(path) already in the cache\n")
     }
 
     func finished(_ path: String, bytes: Int64, seconds: Double) {
-        guard !quiet else { return }
-        if isTerminal { return }
+        guard showsLines else { return }
         let repo = state.withLock { $0.repo }
         let rate = seconds > 0 ? " at \(formatBytes(Int64(Double(bytes) / seconds)))/s" : ""
         write("\(repo): \(path) \(formatBytes(bytes))\(rate)\n")
     }
 
     func end() {
-        guard isTerminal, !quiet else { return }
+        guard showsBar else { return }
         let line = state.withLock { bar($0, now: Date()) }
         write("\r\u{1B}[K" + line + "\n")
     }
