@@ -114,9 +114,15 @@ let package = Package(
             name: "whale",
             dependencies: [
                 "WhaleCore", "WhaleFormats", "WhaleKernels", "WhaleTokenizer", "WhaleModels", "WhaleEngine", "WhaleHub",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "WhaleDistributed", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ] + serverProducts, swiftSettings: releaseFlags),
+        /// Several machines: a model's layers split across the ranks of an Open MPI job, libmpi loaded at run time.
+        .target(
+            name: "WhaleDistributed", dependencies: ["WhaleCore", "WhaleKernels", "WhaleModels"],
+            swiftSettings: releaseFlags),
         .testTarget(name: "WhaleCoreTests", dependencies: ["WhaleCore"]),
+        .testTarget(
+            name: "WhaleDistributedTests", dependencies: ["WhaleCore", "WhaleModels", "WhaleDistributed"]),
         .testTarget(name: "WhaleHubTests", dependencies: ["WhaleCore", "WhaleHub"]),
         .testTarget(
             name: "WhaleFormatsTests", dependencies: ["WhaleCore", "WhaleFormats", "WhaleKernels"],

@@ -18,9 +18,13 @@ python3 -c "import lm_eval, aiohttp, tenacity" 2> /dev/null || python3 -m pip in
 # whale pull against a local hub, sharing the cache with huggingface_hub.
 python3 -c "import huggingface_hub; assert huggingface_hub.__version__ == '2.4.0'" 2> /dev/null \
     || python3 -m pip install --quiet "huggingface_hub==2.4.0"
-if ! command -v chromium > /dev/null; then
+# Debian packages: Chromium for the web page, Open MPI (mpirun, libmpi) for the runs across ranks.
+packages=()
+command -v chromium > /dev/null || packages+=(chromium)
+command -v mpirun > /dev/null || packages+=(openmpi-bin)
+if ((${#packages[@]})); then
     sudo=$([[ $(id -u) == 0 ]] || echo sudo)
-    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium > /dev/null
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" > /dev/null
 fi
 swift format lint --strict --configuration .swift-format --recursive Sources Tests Package.swift
 export WHALE_REQUIRE_MODELS=1
@@ -34,3 +38,5 @@ python3 scripts/test-lm-eval.py .build/release/whale models/SmolLM2-135M-Instruc
 python3 scripts/test-webui.py .build/release/whale models/SmolLM2-135M-Instruct.Q4_1.gguf
 # whale pull / rm / names against a local Hugging Face Hub (and huggingface_hub reading the same cache).
 python3 scripts/test-hub.py .build/release/whale
+# A model split across 2 MPI ranks on this machine: same tokens and logprobs as one process, serving, faults.
+python3 scripts/test-mpi.py .build/release/whale models/SmolLM2-135M-Instruct.Q4_1.gguf Tests/WhaleModelsTests/Fixtures

@@ -36,6 +36,8 @@ public struct WhaleError: Error, Sendable, Equatable, CustomStringConvertible {
         case checksumMismatch
         /// No space left on the disk.
         case diskFull
+        /// A run across several processes (MPI) failed: MPI itself, or another rank.
+        case distributedError
     }
 
     public var code: Code

@@ -76,6 +76,8 @@ public final class TransformerDecoder: DraftingLanguageModel, @unchecked Sendabl
     let rmsNormEps: Float
     let embedding: WeightMatrix
     let layers: [any DecoderLayer]
+    /// The model's index of `layers[0]`: 0, or where a pipeline stage starts (taps name layers by it).
+    public let firstLayer: Int
     let finalNorm: [Float]
     let output: WeightMatrix
     let cacheLayout: KVCache.Layout
@@ -87,7 +89,8 @@ public final class TransformerDecoder: DraftingLanguageModel, @unchecked Sendabl
 
     init(
         architecture: String, vocabularySize: Int, hiddenSize: Int, contextLength: Int, rmsNormEps: Float,
-        embedding: WeightMatrix, layers: [any DecoderLayer], finalNorm: [Float], output: WeightMatrix,
+        embedding: WeightMatrix, layers: [any DecoderLayer], firstLayer: Int = 0, finalNorm: [Float],
+        output: WeightMatrix,
         cacheLayout: KVCache.Layout, rotated: KVCache.RotatedPart?, drafter: (any DraftModule)? = nil,
         files: ModelFiles, owned: OwnedMemory
     ) {
@@ -98,6 +101,7 @@ public final class TransformerDecoder: DraftingLanguageModel, @unchecked Sendabl
         self.rmsNormEps = rmsNormEps
         self.embedding = embedding
         self.layers = layers
+        self.firstLayer = firstLayer
         self.finalNorm = finalNorm
         self.output = output
         self.cacheLayout = cacheLayout
@@ -108,6 +112,12 @@ public final class TransformerDecoder: DraftingLanguageModel, @unchecked Sendabl
     }
 
     public var cacheBytesPerToken: Int { layers.count * cacheLayout.bytesPerTokenAndLayer }
+
+    /// The decoder layers this object runs (all of the model's, or a pipeline stage's).
+    public var layerCount: Int { layers.count }
+
+    /// Cache bytes per token and layer.
+    public var cacheBytesPerTokenAndLayer: Int { cacheLayout.bytesPerTokenAndLayer }
 
     public func makeCache(capacity: Int) -> KVCache {
         KVCache(layout: cacheLayout, layers: layers.count, capacity: capacity, rotated: rotated)
@@ -123,8 +133,55 @@ public final class TransformerDecoder: DraftingLanguageModel, @unchecked Sendabl
         try run(batch, context: context, keepHidden: true)
     }
 
+    /// What a pipeline stage hands on: the residual stream for the next stage, or the last stage's logits.
+    public enum StageOutput {
+        /// `[T, hidden]` after this stage's layers, in the context's arena (valid until its next pass).
+        case hidden(UnsafeBufferPointer<Float>)
+        /// Per sequence, the requested logit rows (as `forward`).
+        case logits([[Float]])
+    }
+
+    /// One stage of a pipeline split across processes (WhaleDistributed): embeds the tokens (`incoming` nil:
+    /// the first stage) or takes the previous stage's residual stream `[T, hidden]`, runs this object's
+    /// layers over the batch, and returns the residual stream — or, with `producesLogits` (the last stage),
+    /// the logits `forward` returns.
+    public func runStage(
+        _ batch: [SequenceInput], incoming: UnsafeBufferPointer<Float>?, producesLogits: Bool, context: ForwardContext
+    ) throws -> StageOutput {
+        let (pass, hidden) = try prepare(batch, context: context)
+        let size = pass.count * hiddenSize
+        guard let hidden else {
+            return producesLogits ? .logits(batch.map { _ in [] }) : .hidden(UnsafeBufferPointer(start: nil, count: 0))
+        }
+        if let incoming {
+            guard incoming.count == size else {
+                throw WhaleError(
+                    .invalidShape, field: "hidden states",
+                    "the previous stage sent \(incoming.count) values for \(pass.count) tokens × \(hiddenSize)")
+            }
+            hidden.update(from: incoming.baseAddress!, count: size)
+        } else {
+            embed(batch, into: hidden, context: context)
+        }
+        applyLayers(hidden, pass: pass, context: context)
+        if producesLogits { return .logits(try head(hidden, batch: batch, keepHidden: false, context: context).logits) }
+        return .hidden(UnsafeBufferPointer(start: hidden, count: size))
+    }
+
     func run(_ batch: [SequenceInput], context: ForwardContext, keepHidden: Bool) throws -> (
         logits: [[Float]], hidden: [[Float]]
+    ) {
+        let (pass, hidden) = try prepare(batch, context: context)
+        guard let hidden else { return (batch.map { _ in [] }, batch.map { _ in [] }) }
+        embed(batch, into: hidden, context: context)
+        applyLayers(hidden, pass: pass, context: context)
+        return try head(hidden, batch: batch, keepHidden: keepHidden, context: context)
+    }
+
+    /// Checks the batch (ids, room in each cache) and lays out the pass; the residual stream `[T, hidden]`
+    /// comes from the arena (nil for a pass without tokens).
+    func prepare(_ batch: [SequenceInput], context: ForwardContext) throws -> (
+        ForwardPass, UnsafeMutablePointer<Float>?
     ) {
         for input in batch {
             try input.cache.reserve(input.tokens.count)
@@ -133,10 +190,12 @@ public final class TransformerDecoder: DraftingLanguageModel, @unchecked Sendabl
         let arena = context.arena
         arena.reset()
         let pass = ForwardPass(batch, arena: arena)
-        let count = pass.count
-        if count == 0 { return (batch.map { _ in [] }, batch.map { _ in [] }) }
+        return (pass, pass.count == 0 ? nil : arena.floats(pass.count * hiddenSize))
+    }
+
+    /// Each token's embedding row.
+    func embed(_ batch: [SequenceInput], into hidden: UnsafeMutablePointer<Float>, context: ForwardContext) {
         let d = hiddenSize
-        let hidden = arena.floats(count * d)  // [T, hidden]: the residual stream
         var t = 0
         for input in batch {
             for token in input.tokens {
@@ -144,12 +203,28 @@ public final class TransformerDecoder: DraftingLanguageModel, @unchecked Sendabl
                 t += 1
             }
         }
-        context.tap("inp_embd", nil, hidden, [count, d])
+        context.tap("inp_embd", nil, hidden, [t, d])
+    }
+
+    /// This object's layers over the residual stream, then each cache marked as holding the pass's tokens.
+    func applyLayers(_ hidden: UnsafeMutablePointer<Float>, pass: ForwardPass, context: ForwardContext) {
+        let count = pass.count
+        let d = hiddenSize
         for (l, layer) in layers.enumerated() {
-            layer.apply(hidden, pass: pass, cacheLayer: l, layer: l, context: context)
-            context.tap("l_out", l, hidden, [count, d])
+            layer.apply(hidden, pass: pass, cacheLayer: l, layer: firstLayer + l, context: context)
+            context.tap("l_out", firstLayer + l, hidden, [count, d])
         }
-        for input in batch { input.cache.advance(by: input.tokens.count) }
+        for input in pass.batch { input.cache.advance(by: input.tokens.count) }
+    }
+
+    /// The final norm and output head over the rows each sequence asked for (and, with `keepHidden`, every
+    /// token's normed state).
+    func head(
+        _ hidden: UnsafeMutablePointer<Float>, batch: [SequenceInput], keepHidden: Bool, context: ForwardContext
+    ) throws -> (logits: [[Float]], hidden: [[Float]]) {
+        let arena = context.arena
+        let count = batch.reduce(0) { $0 + $1.tokens.count }
+        let d = hiddenSize
 
         // The final norm of the rows each sequence asked for (all its tokens when hidden states are kept),
         // then one product with the output head for the rows of every sequence, so its weights are read

@@ -68,11 +68,15 @@ public final class KVCache {
     }
 
     public let layout: Layout
+    /// Layers held (all of the model's, or a pipeline stage's).
     public let layers: Int
     public let capacity: Int
     public let rotated: RotatedPart?
     /// Tokens stored.
     public private(set) var count = 0
+    /// Whatever mirrors this cache elsewhere, told of each context shift and released with the cache: a
+    /// pipeline's other ranks (WhaleDistributed) hold the other layers of the same sequence.
+    public var follower: (any CacheFollower)?
     private let widths: [Int]
     /// storage[stream][layer]: `capacity × widths[stream]` values of `layout.element`.
     private let storage: [[UnsafeMutableRawPointer]]
@@ -158,6 +162,7 @@ public final class KVCache {
     public func discard(_ range: Range<Int>) {
         precondition(range.lowerBound >= 0 && range.upperBound <= count)
         guard let rotated, !range.isEmpty else { return }
+        follower?.cacheDiscarded(range)
         let moved = count - range.upperBound
         let bytes = layout.element.bytes
         let rotatedWidth = widths[rotated.stream]
@@ -177,4 +182,12 @@ public final class KVCache {
         }
         count -= range.count
     }
+}
+
+/// Mirrors a `KVCache` somewhere else (another process holding the sequence's other layers). Truncation needs
+/// no notice — a mirror follows the count it is given with each pass — but a context shift moves tokens, so
+/// the follower is told of it, to replay it before the next pass. The cache owns its follower: when the cache
+/// goes, so does the follower, which can release the mirror then.
+public protocol CacheFollower: AnyObject {
+    func cacheDiscarded(_ range: Range<Int>)
 }

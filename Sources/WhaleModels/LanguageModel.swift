@@ -13,7 +13,7 @@ public enum LogitRows: Sendable, Equatable {
 
 extension LogitRows {
     /// The rows of a sequence whose tokens start at `start` in the batch.
-    func rows(start: Int, count: Int) -> Range<Int> {
+    public func rows(start: Int, count: Int) -> Range<Int> {
         switch self {
         case .none: start..<start
         case .last: (start + count - 1)..<(start + count)
@@ -90,6 +90,22 @@ public protocol LanguageModel: AnyObject, Sendable {
     func forwardKeepingHidden(_ batch: [SequenceInput], context: ForwardContext) throws -> (
         logits: [[Float]], hidden: [[Float]]
     )
+}
+
+/// A model whose forward passes run in stages on different processors (a pipeline across the ranks of an MPI
+/// job, WhaleDistributed). A caller with independent batches — the server's sequences, in groups — begins a
+/// pass while earlier ones are still in later stages, so every stage works at once (micro-batches).
+public protocol PipelinedLanguageModel: LanguageModel {
+    /// The stages a pass goes through: how many passes are worth having in flight.
+    var stageCount: Int { get }
+    /// Starts a pass over `batch` (this process's stage runs now); `finishPass` returns its logits. The
+    /// batch's caches must not be used by another pass until this one is finished.
+    func beginPass(_ batch: [SequenceInput], context: ForwardContext) throws
+    /// The logits of the oldest pass begun and not finished yet (as `forward` returns them); a pass that
+    /// failed on another stage throws here, its caches left as they were before it.
+    func finishPass() throws -> [[Float]]
+    /// Passes begun and not finished.
+    var passesInFlight: Int { get }
 }
 
 /// A model that can draft its own next tokens (DeepSeek-V3's multi-token-prediction module), for

@@ -105,6 +105,14 @@ public final class Scheduler: @unchecked Sendable {
     private var active = 0
     private var thread: Thread?
     public let metrics: ServerMetrics
+    /// A model split across the ranks of an MPI job: the slots form one group per stage (slot i in group
+    /// i mod stages), and each step begins one group's pass while the others' are in later stages, so every
+    /// rank computes at once (micro-batches). Nil for a model in one process: one pass over all slots per step.
+    private let pipeline: (any PipelinedLanguageModel)?
+    private let groups: [[Slot]]
+    /// Groups with a pass in flight, oldest first (the order the pipeline answers in), and their inputs.
+    private var inFlight: [(group: Int, inputs: [(slot: Slot, input: SequenceInput)])] = []
+    private var nextGroup = 0
 
     public init(
         model: any LanguageModel, tokenizer: Tokenizer?, pool: ThreadPool, configuration: Configuration,
@@ -117,11 +125,16 @@ public final class Scheduler: @unchecked Sendable {
         let context = ForwardContext(pool: pool)
         self.context = context
         // One context for every pass: they all run on the scheduler's thread, one at a time.
-        slots = (0..<max(1, configuration.parallel)).map { _ in
+        let slots = (0..<max(1, configuration.parallel)).map { _ in
             Slot(
                 generator: Generator(
                     model: model, tokenizer: tokenizer, context: context, contextSize: configuration.contextSize))
         }
+        self.slots = slots
+        let pipelined = (model as? any PipelinedLanguageModel).flatMap { $0.stageCount > 1 ? $0 : nil }
+        pipeline = pipelined
+        let groupCount = min(pipelined?.stageCount ?? 1, slots.count)
+        groups = (0..<groupCount).map { g in slots.indices.filter { $0 % groupCount == g }.map { slots[$0] } }
         // The thread holds the scheduler until `shutdown` ends its loop.
         let thread = Thread { self.run() }
         thread.name = "whale-scheduler"
@@ -195,6 +208,7 @@ public final class Scheduler: @unchecked Sendable {
                 let waiting = queue
                 queue.removeAll()
                 condition.unlock()
+                drainPipeline()
                 for job in work { job() }
                 for ticket in waiting { ticket.continuation.finish() }
                 for slot in slots where slot.ticket != nil { finish(slot, reason: .cancelled) }
@@ -205,9 +219,16 @@ public final class Scheduler: @unchecked Sendable {
             while admitted.count < free && !queue.isEmpty { admitted.append(queue.removeFirst()) }
             metrics.queueDepth(queue.count)
             condition.unlock()
+            // Exclusive work runs its own passes (`forward`), which must not overtake the pipeline's.
+            if !work.isEmpty { drainPipeline() }
             for job in work { job() }
             for ticket in admitted { admit(ticket) }
-            step()
+            if pipeline != nil {
+                stepPipelined(group: nextGroup)
+                nextGroup = (nextGroup + 1) % groups.count
+            } else {
+                step()
+            }
         }
     }
 
@@ -239,9 +260,64 @@ public final class Scheduler: @unchecked Sendable {
 
     /// One forward pass over every running sequence.
     private func step() {
+        guard let inputs = nextInputs(slots) else { return }
+        let logits: [[Float]]
+        do {
+            logits = try model.forward(inputs.map(\.input), context: context)
+        } catch {
+            fail(inputs, error)
+            return
+        }
+        for ((slot, input), row) in zip(inputs, logits) {
+            absorb(slot, input: input, logits: row)
+        }
+    }
+
+    /// A pipelined step for `group`: the logits of its pass in flight (if any) are taken in, then its next
+    /// pass begins — while the other groups' passes are on other ranks.
+    private func stepPipelined(group: Int) {
+        guard let pipeline else { return }
+        if inFlight.first?.group == group { finishOldestPass(pipeline) }
+        guard let inputs = nextInputs(groups[group]) else { return }
+        do {
+            try pipeline.beginPass(inputs.map(\.input), context: context)
+            inFlight.append((group, inputs))
+        } catch {
+            fail(inputs, error)
+        }
+    }
+
+    /// Takes in the logits of the oldest pass in flight.
+    private func finishOldestPass(_ pipeline: any PipelinedLanguageModel) {
+        let (_, inputs) = inFlight.removeFirst()
+        let logits: [[Float]]
+        do {
+            logits = try pipeline.finishPass()
+        } catch {
+            fail(inputs, error)
+            return
+        }
+        for ((slot, input), row) in zip(inputs, logits) {
+            absorb(slot, input: input, logits: row)
+        }
+    }
+
+    /// Finishes every pass in flight (before exclusive work or shutdown).
+    private func drainPipeline() {
+        guard let pipeline else { return }
+        while !inFlight.isEmpty { finishOldestPass(pipeline) }
+    }
+
+    private func fail(_ inputs: [(slot: Slot, input: SequenceInput)], _ error: any Error) {
+        let problem = (error as? WhaleError) ?? WhaleError(.invalidArgument, field: "forward", "\(error)")
+        for (slot, _) in inputs { fail(slot, problem) }
+    }
+
+    /// The inputs of the next pass over `slots`: decoding sequences first (one token each), then prompt
+    /// chunks within the step's token budget; nil when there is nothing to run (finished jobs are closed).
+    private func nextInputs(_ slots: [Slot]) -> [(slot: Slot, input: SequenceInput)]? {
         var inputs: [(slot: Slot, input: SequenceInput)] = []
         var budget = configuration.stepTokens
-        // Decoding sequences first (one token each), then prompt chunks with what is left.
         for slot in slots {
             guard let ticket = slot.ticket, let state = slot.state else { continue }
             if ticket.cancelled.load(ordering: .relaxed) {
@@ -264,20 +340,10 @@ public final class Scheduler: @unchecked Sendable {
             for slot in slots where slot.ticket != nil && slot.state?.isFinished == true {
                 finish(slot, reason: nil)
             }
-            return
+            return nil
         }
-        metrics.cacheUse(slots.reduce(0) { $0 + ($1.ticket == nil ? 0 : $1.generator.cache.count) })
-        let logits: [[Float]]
-        do {
-            logits = try model.forward(inputs.map(\.input), context: context)
-        } catch {
-            let problem = (error as? WhaleError) ?? WhaleError(.invalidArgument, field: "forward", "\(error)")
-            for (slot, _) in inputs { fail(slot, problem) }
-            return
-        }
-        for ((slot, input), row) in zip(inputs, logits) {
-            absorb(slot, input: input, logits: row)
-        }
+        metrics.cacheUse(self.slots.reduce(0) { $0 + ($1.ticket == nil ? 0 : $1.generator.cache.count) })
+        return inputs
     }
 
     private func absorb(_ slot: Slot, input: SequenceInput, logits: [Float]) {

@@ -46,6 +46,11 @@ struct Bench: ParsableCommand {
         help: "Attention precision, f16 or f32 (default: f16 for GGUF as llama.cpp, f32 for safetensors).")
     var cacheType: String?
 
+    @Option(
+        name: .customLong("split-layers"),
+        help: ArgumentHelp("Under mpirun: decoder layers per rank, e.g. 7,5.", valueName: "counts"))
+    var splitLayers: String?
+
     @OptionGroup var hub: HubOptions
 
     func run() throws {
@@ -75,10 +80,12 @@ struct Bench: ParsableCommand {
                 }
                 options.attentionPrecision = precision
             }
-            let files = try ModelFiles.open(try modelPath(model, pull: !hub.noPull))
+            let longest = prompts.max()! + generations.max()! + depths.max()!
+            let (loaded, files) = try loadModel(
+                model, pull: !hub.noPull, options: options, threads: threads.max()!, cacheTokens: longest,
+                split: splitLayers)
             let size = files.tensors.reduce(0) { $0 + $1.byteCount }
             let parameters = files.tensors.reduce(0) { $0 + $1.elementCount }
-            let loaded = try ModelRegistry.load(files, options: options)
             var tests: [Benchmark.Test] = []
             for threadCount in threads {
                 for depth in depths {

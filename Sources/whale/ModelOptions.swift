@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import WhaleCore
+import WhaleDistributed
 import WhaleEngine
 import WhaleFormats
 import WhaleKernels
@@ -31,13 +32,25 @@ struct ModelOptions: ParsableArguments {
         help: "Attention precision, f16 or f32 (default: f16 for GGUF as llama.cpp, f32 for safetensors).")
     var cacheType: String?
 
+    @Option(
+        name: .customLong("split-layers"),
+        help: ArgumentHelp(
+            "Under mpirun: decoder layers per rank, e.g. 7,5 (default: in proportion to each rank's free memory).",
+            valueName: "counts"))
+    var splitLayers: String?
+
     @OptionGroup var hub: HubOptions
 
     /// The model, its tokenizer (nil when a model directory has none), and a forward context. The model file
     /// is opened (mapped and validated) once; the tokenizer reads the same mapping.
     ///
-    /// - Parameter defaultContext: the context size without --ctx (nil: the model's, at most 4096).
-    func load(defaultContext: Int? = nil) throws -> (
+    /// Under mpirun with several ranks this is the rank's share of the model (`loadModel`): rank 0 gets a
+    /// model that runs like any other; a worker rank never returns (it throws `WorkerStopped` when done).
+    ///
+    /// - Parameters:
+    ///   - defaultContext: the context size without --ctx (nil: the model's, at most 4096).
+    ///   - sequences: sequences the caller keeps at once (the server's --parallel), for the memory check.
+    func load(defaultContext: Int? = nil, sequences: Int = 1) throws -> (
         model: any LanguageModel, tokenizer: Tokenizer?, context: ForwardContext, contextSize: Int
     ) {
         var options = LoadOptions()
@@ -54,8 +67,9 @@ struct ModelOptions: ParsableArguments {
         if let contextSize, contextSize < 1 {
             throw WhaleError(.invalidArgument, field: "--ctx", "context size \(contextSize)", hint: "give 1 or more")
         }
-        let files = try ModelFiles.open(try modelPath(self.model, pull: !hub.noPull))
-        let model = try ModelRegistry.load(files, options: options)
+        let (model, files) = try loadModel(
+            self.model, pull: !hub.noPull, options: options, threads: threadCount,
+            cacheTokens: (contextSize ?? defaultContext ?? 4096) * sequences, split: splitLayers)
         let tokenizer: Tokenizer?
         switch files {
         case .safetensors(let weights, _):
@@ -176,7 +190,14 @@ struct DecodingOptions: ParsableArguments {
             let bos = tokenizer?.bosTokenID != nil && tokenizer?.addsBOS == true ? 1 : 0
             generator.contextShift = Generator.ContextShift(keep: keep ?? bos)
         }
-        if mtp { try generator.enableDrafting() }
+        if mtp {
+            if generator.model is PipelineModel {
+                throw WhaleError(
+                    .invalidArgument, field: "--mtp", "self-speculative decoding does not run across MPI ranks yet",
+                    hint: "run without --mtp, or in one process")
+            }
+            try generator.enableDrafting()
+        }
     }
 }
 

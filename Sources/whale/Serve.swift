@@ -53,6 +53,11 @@
 
         func run() throws {
             try reportingErrors {
+                if ClusterSession.current?.isWorker == true {
+                    // A rank after 0 of an MPI job runs its layers; rank 0 alone listens.
+                    _ = try modelOptions.load(sequences: parallel)
+                    return
+                }
                 let name = alias ?? servedModelName(modelOptions.model)
                 let key =
                     apiKey ?? ProcessInfo.processInfo.environment["WHALE_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
@@ -71,7 +76,7 @@
                     do { try await application.runService() } catch { failure.error = error }
                     done.signal()
                 }
-                let (model, tokenizer, context, contextSize) = try modelOptions.load()
+                let (model, tokenizer, context, contextSize) = try modelOptions.load(sequences: parallel)
                 guard let tokenizer else {
                     throw WhaleError(
                         .fileNotFound, file: modelOptions.model, "serving needs the model's tokenizer",

@@ -17,6 +17,22 @@ struct Whale: ParsableCommand {
             Bench.self, Score.self, Perplexity.self, Inspect.self, Tokenize.self, Detokenize.self,
             ChatTemplateCommand.self,
         ] + pullCommands + [List.self, Remove.self])
+
+    /// ArgumentParser's `main`, with the MPI job (if mpirun started this process as one of several ranks)
+    /// ended in order whichever way the command ends.
+    static func main() {
+        let session = ClusterSession()
+        do {
+            var command = try parseAsRoot()
+            try ClusterSession.$current.withValue(session) { try command.run() }
+            session.finish()
+        } catch is WorkerStopped {
+            session.finish()
+        } catch {
+            session.finish()
+            exit(withError: error)
+        }
+    }
 }
 
 /// Runs `body`, turning a `WhaleError` into one clear line on stderr and exit code 1.

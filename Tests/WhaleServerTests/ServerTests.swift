@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Synchronization
 import Testing
 import WhaleCore
 import WhaleKernels
@@ -16,8 +17,11 @@ import WhaleTokenizer
     static let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("WhaleModelsTests/Fixtures/tiny-llama").path
 
-    func service(apiKey: String? = nil, parallel: Int = 4, maxQueue: Int = 16) throws -> InferenceService {
-        let model = try ModelRegistry.load(Self.model)
+    func service(apiKey: String? = nil, parallel: Int = 4, maxQueue: Int = 16, stages: Int? = nil) throws
+        -> InferenceService
+    {
+        let loaded = try ModelRegistry.load(Self.model)
+        let model: any LanguageModel = stages.map { StagedModel(loaded, stages: $0) } ?? loaded
         let tokenizer = try Tokenizer.load(Self.model)
         let scheduler = Scheduler(
             model: model, tokenizer: tokenizer, pool: ThreadPool(threads: 2),
@@ -111,6 +115,42 @@ import WhaleTokenizer
             }
             for i in prompts.indices { #expect(try text(together[i]) == text(alone[i]), "request \(i)") }
         }
+    }
+
+    /// Through a pipelined model (the scheduler's micro-batches: one group of slots per stage, a group's pass
+    /// begun while others are in flight), concurrent requests — with a prompt-scoring request (exclusive
+    /// work, which drains the pipeline) among them — each give what they give alone, unpipelined.
+    @Test(arguments: [2, 3])
+    func pipelinedRequestsEqualSingleRuns(stages: Int) async throws {
+        let plain = try service(parallel: 6)
+        defer { plain.scheduler.shutdown() }
+        let pipelined = try service(parallel: 6, stages: stages)
+        defer { pipelined.scheduler.shutdown() }
+        let prompts = (0..<8).map {
+            #"{"model":"t","prompt":[1,\#($0 + 5),\#($0 * 3 + 2),9],"max_tokens":\#(6 + $0),"temperature":0}"#
+        }
+        let scoring = #"{"model":"t","prompt":[1,2,3,4,5],"max_tokens":0,"echo":true,"logprobs":1}"#
+        let alone = try await plain.application().test(.router) { client in
+            var alone: [String] = []
+            for prompt in prompts + [scoring] { alone.append(try await post(client, "/v1/completions", prompt).1) }
+            return alone
+        }
+        try await pipelined.application().test(.router) { client in
+            let together = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+                for (i, prompt) in (prompts + [scoring]).enumerated() {
+                    group.addTask { (i, try await post(client, "/v1/completions", prompt).1) }
+                }
+                var results = Array(repeating: "", count: prompts.count + 1)
+                for try await (i, body) in group { results[i] = body }
+                return results
+            }
+            func choice(_ body: String) throws -> String? {
+                try object(body)["choices"]?.array?.first?.object.map { JSONValue.object($0).serialized() }
+            }
+            for i in together.indices { #expect(try choice(together[i]) == choice(alone[i]), "request \(i)") }
+        }
+        let staged = try #require(pipelined.scheduler.model as? StagedModel)
+        #expect(staged.mostInFlight.withLock { $0 } >= 2)
     }
 
     @Test func errorsNameTheParameter() async throws {
@@ -223,4 +263,45 @@ import WhaleTokenizer
             #expect(try object(text)["content"]?.string == "hello world")
         }
     }
+}
+
+/// A model that pretends to be split into `stages` (as across MPI ranks): a pass's logits are computed when
+/// it begins and handed out in order by `finishPass`, which is what a pipeline guarantees. Records how many
+/// passes were in flight at once.
+final class StagedModel: PipelinedLanguageModel, @unchecked Sendable {
+    let model: any LanguageModel
+    let stageCount: Int
+    private var queue: [[[Float]]] = []
+    let mostInFlight = Mutex(0)
+
+    init(_ model: any LanguageModel, stages: Int) {
+        self.model = model
+        stageCount = stages
+    }
+
+    var architecture: String { model.architecture }
+    var vocabularySize: Int { model.vocabularySize }
+    var hiddenSize: Int { model.hiddenSize }
+    var contextLength: Int { model.contextLength }
+    var cacheBytesPerToken: Int { model.cacheBytesPerToken }
+    var passesInFlight: Int { queue.count }
+    func makeCache(capacity: Int) -> KVCache { model.makeCache(capacity: capacity) }
+
+    func forward(_ batch: [SequenceInput], context: ForwardContext) throws -> [[Float]] {
+        precondition(queue.isEmpty, "forward with passes in flight")
+        return try model.forward(batch, context: context)
+    }
+
+    func forwardKeepingHidden(_ batch: [SequenceInput], context: ForwardContext) throws -> (
+        logits: [[Float]], hidden: [[Float]]
+    ) { try model.forwardKeepingHidden(batch, context: context) }
+
+    func beginPass(_ batch: [SequenceInput], context: ForwardContext) throws {
+        precondition(queue.count < stageCount, "more passes in flight than stages")
+        queue.append(try model.forward(batch, context: context))
+        let count = queue.count
+        mostInFlight.withLock { $0 = max($0, count) }
+    }
+
+    func finishPass() throws -> [[Float]] { queue.removeFirst() }
 }

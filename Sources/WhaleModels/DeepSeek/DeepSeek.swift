@@ -117,7 +117,13 @@ enum DeepSeek: Architecture {
         var c = try configuration(files)
         if let precision = options.attentionPrecision { c.attention.precision = precision }
         c.attention.form = options.latentAttention
-        return try DeepSeekWeights(files, c).decoder()
+        return try DeepSeekWeights(files, c).decoder(
+            layers: try options.layerRange(count: c.layers, source: files.path), stage: options.layers != nil)
+    }
+
+    static func layout(_ files: ModelFiles) throws -> (layers: Int, names: TensorNames) {
+        let c = try configuration(files)
+        return (c.layers, DeepSeekWeights.names(files))
     }
 
     static func cache(_ files: ModelFiles) throws -> ModelInspection.CacheDescription {

@@ -16,32 +16,35 @@ struct DeepSeekWeights {
     init(_ files: ModelFiles, _ configuration: DeepSeek.Configuration) {
         self.files = files
         c = configuration
+        names = Self.names(files)
         if case .safetensors(let model, _) = files {
-            names = Self.huggingFaceNames
             stackedExperts = false
             // FP8 checkpoints: `W.weight` (F8_E4M3) comes with `W.weight_scale_inv`, paired and checked by the
             // safetensors reader.
             let scales = model.blockScales
             weights = WeightLoader(files, blockScaleName: { scales[$0] })
         } else {
-            names = Self.ggufNames
             stackedExperts = true
             weights = WeightLoader(files)
         }
     }
 
-    /// The whole model.
-    func decoder() throws -> TransformerDecoder {
+    static func names(_ files: ModelFiles) -> TensorNames {
+        if case .gguf = files { ggufNames } else { huggingFaceNames }
+    }
+
+    /// The model's `layers` (all of them, or a pipeline `stage`'s, which never has the MTP module).
+    func decoder(layers: Range<Int>, stage: Bool) throws -> TransformerDecoder {
         let embedding = try weights.matrix(names.embedding, rows: c.vocabularySize, columns: c.hiddenSize)
         let output = try weights.matrix(names.output, rows: c.vocabularySize, columns: c.hiddenSize)
         var drafter: MultiTokenPrediction? = nil
-        if c.nextTokenLayers > 0, weights.has(nextToken(c.layers, "eh_proj")) {
+        if !stage, c.nextTokenLayers > 0, weights.has(nextToken(c.layers, "eh_proj")) {
             drafter = try multiTokenPrediction(embedding: embedding, output: output)
         }
         return TransformerDecoder(
             architecture: c.architecture, vocabularySize: c.vocabularySize, hiddenSize: c.hiddenSize,
             contextLength: c.contextLength, rmsNormEps: c.rmsNormEps, embedding: embedding,
-            layers: try (0..<c.layers).map { try layer($0) },
+            layers: try layers.map { try layer($0) }, firstLayer: layers.lowerBound,
             finalNorm: try weights.vector(names.finalNorm, count: c.hiddenSize), output: output,
             cacheLayout: c.cacheLayout, rotated: c.rotatedPart, drafter: drafter, files: files, owned: weights.owned)
     }

@@ -43,6 +43,15 @@ enum Llama: Architecture {
         describeCache(try configuration(files, ggufRope: .interleaved, qkvBias: nil))
     }
 
+    static func layout(_ files: ModelFiles) throws -> (layers: Int, names: TensorNames) {
+        let layers = try configuration(files, ggufRope: .interleaved, qkvBias: nil).layers
+        return (layers, names(files))
+    }
+
+    static func names(_ files: ModelFiles) -> TensorNames {
+        if case .gguf = files { ggufNames } else { huggingFaceNames }
+    }
+
     static func describeCache(_ c: Configuration) -> ModelInspection.CacheDescription {
         let a = c.attention
         return ModelInspection.CacheDescription(
@@ -83,11 +92,12 @@ enum Llama: Architecture {
     {
         var c = configuration
         if let precision = options.attentionPrecision { c.attention.precision = precision }
-        let names = if case .gguf = files { ggufNames } else { huggingFaceNames }
+        let names = names(files)
         let weights = WeightLoader(files)
         let embedding = try weights.matrix(names.embedding, rows: c.vocabularySize, columns: c.hiddenSize)
         let a = c.attention
-        let layers: [any DecoderLayer] = try (0..<c.layers).map { i in
+        let stage = try options.layerRange(count: c.layers, source: files.path)
+        let layers: [any DecoderLayer] = try stage.map { i in
             func matrix(_ part: String, rows: Int, columns: Int) throws -> WeightMatrix {
                 try weights.matrix(names.layer(i, part), rows: rows, columns: columns)
             }
@@ -116,7 +126,7 @@ enum Llama: Architecture {
         return TransformerDecoder(
             architecture: c.architecture, vocabularySize: c.vocabularySize, hiddenSize: c.hiddenSize,
             contextLength: c.contextLength, rmsNormEps: c.rmsNormEps, embedding: embedding, layers: layers,
-            finalNorm: try weights.vector(names.finalNorm, count: c.hiddenSize),
+            firstLayer: stage.lowerBound, finalNorm: try weights.vector(names.finalNorm, count: c.hiddenSize),
             // Tied embeddings: no separate output matrix.
             output: weights.has(names.output)
                 ? try weights.matrix(names.output, rows: c.vocabularySize, columns: c.hiddenSize) : embedding,

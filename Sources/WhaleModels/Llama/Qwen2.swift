@@ -15,4 +15,8 @@ enum Qwen2: Architecture {
     static func cache(_ files: ModelFiles) throws -> ModelInspection.CacheDescription {
         Llama.describeCache(try Llama.configuration(files, ggufRope: .halves, qkvBias: true))
     }
+
+    static func layout(_ files: ModelFiles) throws -> (layers: Int, names: TensorNames) {
+        (try Llama.configuration(files, ggufRope: .halves, qkvBias: true).layers, Llama.names(files))
+    }
 }
