@@ -5,7 +5,8 @@ Runs `mpirun -np 2 whale …` on 127.0.0.1 and checks, against the same command 
   - `whale run --temp 0 --json` and a seeded sampled run give the same tokens; `whale score` the same
     log-probabilities (to 1e-6) — on SmolLM2 (Llama, GGUF Q4_1), a tiny DeepSeek-V3 GGUF and a tiny
     DeepSeek safetensors checkpoint, split by memory and by --split-layers;
-  - a run long enough to shift the context (the shift replayed on rank 1's layers) gives the same tokens;
+  - a run long enough to shift the context (the shift replayed on rank 1's layers) gives the same tokens, and
+    `whale perplexity` the same figures;
   - `whale bench` runs and rank 0 reports each rank's layers and peak memory;
   - `whale serve` under 2 ranks answers the `openai` client: the same text as `whale run --chat`, four
     concurrent requests each equal to the same request alone; SIGTERM to mpirun ends the job;
@@ -127,6 +128,12 @@ one, two = whale(shift), whale(shift, ranks=2)
 check("context shift across ranks: same tokens",
       one[0] == 0 and two[0] == 0 and as_json(two[1])["tokens"] == as_json(one[1])["tokens"]
       and as_json(one[1])["timings"]["context_shift_dropped_tokens"] > 0, two[2][-400:])
+
+perplexity = ["perplexity", SMOLLM2, "-f", f"{FIXTURES}/smollm2/perplexity.txt", "--ctx", "256", "--chunks", "4"]
+one, two = whale(perplexity), whale(perplexity, ranks=2)
+final = [next((l for l in r[1].splitlines() if l.startswith("Final estimate")), None) for r in (one, two)]
+check("perplexity across ranks equals one process's", one[0] == 0 and two[0] == 0 and final[0] and final[0] == final[1],
+      f"{final} {two[2][-300:]}")
 
 code, out, err, _ = whale(["bench", SMOLLM2, "-p", "32", "-n", "8", "-r", "1", "-o", "json"], ranks=2)
 check("bench under 2 ranks", code == 0 and len(json.loads(out)) == 2 and "rank 1: layers" in err, err[-400:])
