@@ -76,6 +76,21 @@ public final class MappedFile: @unchecked Sendable {
     /// All bytes of the file.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
 
+    /// Tells the kernel this process no longer needs the pages wholly inside `range` (a part of `bytes`):
+    /// they leave the process's resident memory, and a later read maps them in again from the file. For
+    /// data repacked into memory of its own at load, so that the model does not hold both copies. Does
+    /// nothing for a copy held in memory (`init(copying:)`), whose pages are the only copy.
+    public func releasePages(_ range: UnsafeRawBufferPointer) {
+        guard !isOwnedCopy, let base, let start = range.baseAddress else { return }
+        precondition(start >= base && start + range.count <= base + size, "range outside mapped file")
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard page > 0 else { return }
+        let first = (Int(bitPattern: start) + page - 1) / page * page
+        let end = (Int(bitPattern: start) + range.count) / page * page
+        guard end > first, let address = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        _ = madvise(address, end - first, Int32(MADV_DONTNEED))
+    }
+
     /// `count` bytes from `offset`; the caller has checked the range lies within the file.
     public func bytes(at offset: Int, count: Int) -> UnsafeRawBufferPointer {
         precondition(offset >= 0 && count >= 0 && offset <= size - count, "range outside mapped file")

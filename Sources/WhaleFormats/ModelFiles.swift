@@ -48,4 +48,13 @@ public enum ModelFiles: Sendable {
         case .safetensors(let model, _): model.data(of: tensor)
         }
     }
+
+    /// Releases the resident pages of `range`, a part of `tensor`'s data, after it has been copied into a
+    /// layout of its own (`MappedFile.releasePages`).
+    public func releasePages(_ range: UnsafeRawBufferPointer, of tensor: TensorInfo) {
+        switch self {
+        case .gguf(let model): model.releasePages(range, of: tensor)
+        case .safetensors(let model, _): model.releasePages(range, of: tensor)
+        }
+    }
 }

@@ -123,6 +123,11 @@ public final class SafetensorsModel: Sendable {
     /// The bytes of `tensor`, read in place from its file's mapping.
     public func data(of tensor: TensorInfo) -> UnsafeRawBufferPointer { files[tensor.fileIndex].data(of: tensor) }
 
+    /// Releases the resident pages of `range`, a part of `tensor`'s data (`MappedFile.releasePages`).
+    public func releasePages(_ range: UnsafeRawBufferPointer, of tensor: TensorInfo) {
+        files[tensor.fileIndex].mapped.releasePages(range)
+    }
+
     /// Total bytes of all files.
     public var fileSize: Int { files.reduce(0) { $0 + $1.mapped.size } }
 }

@@ -79,6 +79,28 @@ enum ByteDotProduct {
 
 // Shared by the byte kernels.
 extension ByteDotProduct {
+    /// Sixteen float16 values (bit patterns) as floats (`vcvtph2ps`). Only for `isAvailable` targets.
+    @inline(__always)
+    static func halfToFloat(_ halves: SIMD16<UInt16>) -> SIMD16<Float> {
+        #if arch(x86_64) && !DEBUG
+            if WHALE_X86_AVX512_VNNI != 0 {
+                return unsafeBitCast(_mm512_cvtph_ps(unsafeBitCast(halves, to: __m256i.self)), to: SIMD16<Float>.self)
+            }
+        #endif
+        preconditionFailure("ByteDotProduct.halfToFloat on a target without byte dot products")
+    }
+
+    /// Int32 → Float, rounded to nearest (`vcvtdq2ps`). Only for `isAvailable` targets.
+    @inline(__always)
+    static func toFloat(_ v: SIMD16<Int32>) -> SIMD16<Float> {
+        #if arch(x86_64) && !DEBUG
+            if WHALE_X86_AVX512_VNNI != 0 {
+                return unsafeBitCast(_mm512_cvtepi32_ps(unsafeBitCast(v, to: __m512i.self)), to: SIMD16<Float>.self)
+            }
+        #endif
+        preconditionFailure("ByteDotProduct.toFloat on a target without byte dot products")
+    }
+
     /// Int32 → Float, exact for |v| < 2²²: adding 2²³ + 2²² puts v in the mantissa of a float.
     @inline(__always)
     static func exactFloat(_ v: SIMD16<Int32>) -> SIMD16<Float> {

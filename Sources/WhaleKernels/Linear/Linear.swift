@@ -72,6 +72,11 @@ public enum Linear {
             pool.parallelFor(chunks) { chunk in FloatKernels.rows(job, input: x, rows: rowRange(chunk)) }
         default:
             let x = workspace.quantize(input, tokens: tokens, columns: weight.columns, for: weight.type, pool: pool)
+            if weight.layout == .interleaved {
+                precondition(InterleavedRows.hasKernels, "Linear: this build has no kernels for interleaved weights")
+                pool.parallelFor(chunks) { chunk in InterleavedKernels.rows(job, x, rows: rowRange(chunk)) }
+                return
+            }
             pool.parallelFor(chunks) { chunk in
                 switch weight.type {
                 case .q4_K, .q6_K: KQuantKernels.rows(job, x, rows: rowRange(chunk))
@@ -90,6 +95,11 @@ public enum Linear {
         let byWork = max(1, 4096 / workPerRow)
         let byBalance = max(1, job.rows / (threads * 4))
         let rows = min(byWork, byBalance)
+        // Interleaved matrices go by whole groups ([INTERLEAVED_ROWS]).
+        if job.layout == .interleaved {
+            let group = InterleavedRows.groupRows
+            return max(group, (rows + group / 2) / group * group)
+        }
         // Whole groups of four rows keep the kernels on their unrolled path.
         return rows >= 8 ? rows & ~3 : rows
     }
@@ -112,6 +122,7 @@ struct LinearJob {
     /// FP8 block scales (see `WeightMatrix.blockScales`).
     let blockScales: UnsafePointer<Float>?
     let scaleBlockSize: Int
+    let layout: WeightLayout
 
     init(weight: WeightMatrix, tokens: Int, output: UnsafeMutablePointer<Float>) {
         type = weight.type
@@ -123,5 +134,6 @@ struct LinearJob {
         self.output = output
         blockScales = weight.blockScales
         scaleBlockSize = weight.scaleBlockSize
+        layout = weight.layout
     }
 }

@@ -39,8 +39,9 @@ extension Linear {
             for t in 0..<tokens {
                 let x = ReferenceActivations(input + t * columns, count: columns, superBlocks: superBlocks)
                 for r in 0..<rows {
-                    let w = weight.data + r * weight.rowBytes
-                    output[t * rows + r] = ReferenceDot.row(weight.type, w, x, blocks: columns / weight.type.blockSize)
+                    output[t * rows + r] = weight.withFileRow(r) { w in
+                        ReferenceDot.row(weight.type, w, x, blocks: columns / weight.type.blockSize)
+                    }
                 }
             }
         }

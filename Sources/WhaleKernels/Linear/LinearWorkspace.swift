@@ -167,6 +167,7 @@ struct QuantizedActivations {
         let codeOffset: Int32
         let laneSumsOffset: Int
         let groupSums32Offset: Int
+        let blockSumsOffset: Int
         let byteCount: Int
 
         init(layout: ActivationLayout, tokens: Int, columns: Int, codeOffset: Int32) {
@@ -193,7 +194,9 @@ struct QuantizedActivations {
             var groupSums32PerToken = 0
             if case .q4K = layout, ByteDotProduct.isAvailable { groupSums32PerToken = columns / 32 }
             groupSums32Offset = laneSumsOffset + aligned(tokens * laneSumsPerToken * 4)
-            byteCount = groupSums32Offset + aligned(tokens * groupSums32PerToken * 4)
+            blockSumsOffset = groupSums32Offset + aligned(tokens * groupSums32PerToken * 4)
+            let blockSumsPerToken = laneSumsPerToken > 0 && layout.blockSize == 32 ? blocks : 0
+            byteCount = blockSumsOffset + aligned(tokens * blockSumsPerToken * 4)
         }
     }
 
@@ -208,6 +211,9 @@ struct QuantizedActivations {
     /// Q4_K byte values only: Σq of each 32 values (one Q4_K group; the activations' part of its minimum
     /// term), `[tokens, columns / 32]`.
     let groupSums32: UnsafeMutablePointer<Int32>
+    /// Byte values of 32-element blocks with a code offset only: −offset · Σq of each block (the start of the
+    /// interleaved kernels' block sums, [INTERLEAVED_ROWS]), `[tokens, blocks]`.
+    let blockSums: UnsafeMutablePointer<Int32>
 
     init(base: UnsafeMutableRawPointer, sizes: Sizes) {
         self.sizes = sizes
@@ -218,6 +224,7 @@ struct QuantizedActivations {
         laneSums = (base + sizes.laneSumsOffset).bindMemory(to: Int32.self, capacity: sizes.tokens * sizes.columns / 4)
         groupSums32 = (base + sizes.groupSums32Offset).bindMemory(
             to: Int32.self, capacity: sizes.tokens * sizes.columns / 32)
+        blockSums = (base + sizes.blockSumsOffset).bindMemory(to: Int32.self, capacity: sizes.tokens * sizes.blocks)
     }
 
     /// The values of token `t` (64-byte aligned when columns are a multiple of 32).
@@ -232,6 +239,10 @@ struct QuantizedActivations {
 
     @inline(__always) func laneSums(token t: Int) -> UnsafeRawPointer {
         UnsafeRawPointer(laneSums + t &* (sizes.columns &>> 2))
+    }
+
+    @inline(__always) func blockSums(token t: Int) -> UnsafePointer<Int32> {
+        UnsafePointer(blockSums + t &* sizes.blocks)
     }
 
     @inline(__always) func scales(token t: Int) -> UnsafeRawPointer {
@@ -327,6 +338,7 @@ struct QuantizedActivations {
                 store(block.low, element: b &* 32, position: b &* 32)
                 store(block.high, element: b &* 32 &+ 16, position: b &* 32 &+ 16)
                 s[perBlock &* b] = block.d
+                if offset != 0 { blockSums[token &* sizes.blocks &+ b] = (0 &- offset) &* block.sum }
                 if perBlock == 2 { s[2 &* b &+ 1] = isQ8_1 ? Float(Float16(block.dFloat32 * Float(block.sum))) : 0 }
             }
         case .q4K, .q6K:
