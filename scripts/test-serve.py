@@ -283,7 +283,8 @@ finally:
         check("SIGTERM: exit 0", False, "did not exit")
 
 # Tool calls, on a second server with Qwen2.5's template (ChatML, which SmolLM2 speaks). SmolLM2-135M is too small
-# to call tools on its own (asked, it answers in text), so `tool_choice: required` opens the call for it.
+# to call tools on its own (asked, it answers in text), so `tool_choice: required` opens the call for it, and the
+# forced requests name the tool (asked only about the weather, it makes up a tool name at greedy).
 port = free_port()
 server = subprocess.Popen([WHALE, "serve", MODEL, "--port", str(port), "--chat-template", "qwen2.5"],
                           stderr=subprocess.DEVNULL)
@@ -295,7 +296,8 @@ try:
         "name": "get_weather", "description": "Get the current weather in a city.",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
     ask = [{"role": "user", "content": "What's the weather in Paris?"}]
-    forced = client.chat.completions.create(model="m", messages=ask, tools=tools, tool_choice="required",
+    forced_ask = [{"role": "user", "content": "Call get_weather for Paris."}]
+    forced = client.chat.completions.create(model="m", messages=forced_ask, tools=tools, tool_choice="required",
                                             temperature=0, max_tokens=60)
     calls = forced.choices[0].message.tool_calls or []
     check("tools: required gives a tool call", forced.choices[0].finish_reason == "tool_calls" and len(calls) == 1
@@ -303,7 +305,7 @@ try:
     check("tools: arguments are a JSON object string",
           bool(calls) and isinstance(json.loads(calls[0].function.arguments), dict), str(calls))
     deltas, finish = {}, None
-    for chunk in client.chat.completions.create(model="m", messages=ask, tools=tools, tool_choice="required",
+    for chunk in client.chat.completions.create(model="m", messages=forced_ask, tools=tools, tool_choice="required",
                                                 temperature=0, max_tokens=60, stream=True):
         for choice in chunk.choices:
             finish = choice.finish_reason or finish
@@ -314,7 +316,7 @@ try:
     check("tools: streamed call equals plain", finish == "tool_calls" and bool(calls)
           and list(deltas.values()) == [{"name": calls[0].function.name, "arguments": calls[0].function.arguments}],
           str(deltas))
-    history = ask + [forced.choices[0].message.model_dump(exclude_none=True),
+    history = forced_ask + [forced.choices[0].message.model_dump(exclude_none=True),
                      {"role": "tool", "tool_call_id": calls[0].id if calls else "x", "content": "{\"temp_c\": 18}"}]
     answer = client.chat.completions.create(model="m", messages=history, tools=tools, temperature=0, max_tokens=30)
     check("tools: a tool result is fed back", answer.choices[0].finish_reason in ("stop", "length")
@@ -335,14 +337,14 @@ try:
     claude_tools = [{"name": "get_weather", "description": "Get the current weather in a city.",
                      "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
                                       "required": ["city"]}}]
-    used = claude.messages.create(model="m", max_tokens=60, messages=ask, tools=claude_tools,
+    used = claude.messages.create(model="m", max_tokens=60, messages=forced_ask, tools=claude_tools,
                                   tool_choice={"type": "any"}, extra_body={"temperature": 0})
     blocks = [b for b in used.content if b.type == "tool_use"]
     check("anthropic tools: tool_use block", used.stop_reason == "tool_use" and len(blocks) == 1
           and blocks[0].id.startswith("toolu_") and isinstance(blocks[0].input, dict)
           and bool(calls) and blocks[0].name == calls[0].function.name
           and blocks[0].input == json.loads(calls[0].function.arguments), str(used))
-    with claude.messages.stream(model="m", max_tokens=60, messages=ask, tools=claude_tools,
+    with claude.messages.stream(model="m", max_tokens=60, messages=forced_ask, tools=claude_tools,
                                 tool_choice={"type": "any"}, extra_body={"temperature": 0}) as stream:
         streamed = stream.get_final_message()
     streamed_blocks = [b for b in streamed.content if b.type == "tool_use"]
@@ -351,7 +353,7 @@ try:
     if blocks:
         after = claude.messages.create(
             model="m", max_tokens=20, tools=claude_tools, extra_body={"temperature": 0},
-            messages=ask + [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in used.content]},
+            messages=forced_ask + [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in used.content]},
                             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": blocks[0].id,
                                                           "content": "18 degrees and sunny"}]}])
         check("anthropic tools: a tool_result is fed back", after.stop_reason in ("end_turn", "max_tokens")

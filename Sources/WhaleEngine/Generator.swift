@@ -179,8 +179,11 @@ public final class Generator {
             let keep = min(shift.keep, cache.capacity / 2)
             prompt = Array(prompt[..<keep] + prompt.suffix((cache.capacity - keep) / 2))
         }
+        // Reuse the cached prefix, but feed at least the prompt's last two tokens again: attention sums in
+        // one order for a pass of one token and another for two or more (llama.cpp's choice, `Attention`),
+        // so a prompt fed again as one token would not give the logits it gave when fed whole.
         var common = 0
-        while common < min(cachedTokens.count, prompt.count - 1) && cachedTokens[common] == prompt[common] {
+        while common < min(cachedTokens.count, prompt.count - 2) && cachedTokens[common] == prompt[common] {
             common += 1
         }
         if let drafter {

@@ -35,14 +35,22 @@ struct WeightLoader {
         return tensor
     }
 
-    /// A `[rows, columns]` matrix, read in place (with its block scales, when `blockScaleName` names some).
-    func matrix(_ name: String, rows: Int, columns: Int) throws -> WeightMatrix {
-        try stackedMatrices(name, count: nil, rows: rows, columns: columns)[0]
+    /// A `[rows, columns]` matrix, read in place (with its block scales, when `blockScaleName` names some),
+    /// or repacked for the matrix kernels (see `stackedMatrices`).
+    func matrix(_ name: String, rows: Int, columns: Int, forProducts: Bool = true) throws -> WeightMatrix {
+        try stackedMatrices(name, count: nil, rows: rows, columns: columns, forProducts: forProducts)[0]
     }
 
     /// The `count` matrices `[rows, columns]` of a 3-D tensor `[count, rows, columns]` (stacked experts,
-    /// per-head projections), read in place; with `count` nil, a 2-D tensor as one matrix.
-    func stackedMatrices(_ name: String, count: Int?, rows: Int, columns: Int) throws -> [WeightMatrix] {
+    /// per-head projections); with `count` nil, a 2-D tensor as one matrix.
+    ///
+    /// Read in place from the file, except where the matrix kernels are faster on a repacked layout
+    /// (`InterleavedRows.isPreferred`) and the matrix is used in products (`forProducts`; an embedding
+    /// that is only looked up row by row is not): then repacked into memory the model owns, releasing the
+    /// file's pages as it goes, so the model never holds both copies ([INTERLEAVED_ROWS]).
+    func stackedMatrices(
+        _ name: String, count: Int?, rows: Int, columns: Int, forProducts: Bool = true
+    ) throws -> [WeightMatrix] {
         let tensor = try self.tensor(name)
         let expected = count.map { [$0, rows, columns] } ?? [rows, columns]
         guard tensor.shape == expected else {
@@ -66,7 +74,14 @@ struct WeightLoader {
                     fp8: data, rows: rows, columns: columns, blockScales: scales, blockSize: model.scaleBlockSize)
             ]
         }
-        let full = WeightMatrix(type: tensor.type, rows: rows * (count ?? 1), columns: columns, data: data)
+        var full = WeightMatrix(type: tensor.type, rows: rows * (count ?? 1), columns: columns, data: data)
+        if forProducts, InterleavedRows.isPreferred(tensor.type, rows: rows) {
+            let source = full
+            full = source.interleaved(into: owned.bytes(source.byteCount)) { rowsRead in
+                files.releasePages(
+                    UnsafeRawBufferPointer(start: data, count: rowsRead * source.rowBytes), of: tensor)
+            }
+        }
         return (0..<(count ?? 1)).map { full.rows(($0 * rows)..<(($0 + 1) * rows)) }
     }
 
@@ -84,13 +99,19 @@ struct WeightLoader {
 
 /// Heap memory owned by a loaded model, for weights rearranged at load time; freed with the model.
 final class OwnedMemory: @unchecked Sendable {
-    private var buffers: [UnsafeMutablePointer<Float>] = []
+    private var buffers: [UnsafeMutableRawPointer] = []
 
     /// Uninitialized room for `count` floats, alive as long as this object.
     func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+        bytes(max(count, 1) * MemoryLayout<Float>.size).bindMemory(to: Float.self, capacity: max(count, 1))
+    }
+
+    /// Uninitialized room for `count` bytes, 64-byte aligned (a cache line: the matrix kernels' loads),
+    /// alive as long as this object.
+    func bytes(_ count: Int) -> UnsafeMutableRawPointer {
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
         buffers.append(buffer)
-        byteCount += max(count, 1) * MemoryLayout<Float>.size
+        byteCount += max(count, 1)
         return buffer
     }
 

@@ -7,8 +7,10 @@ import WhaleModels
 @testable import WhaleEngine
 
 /// What `whale run --temp 0` does (Generator: the prompt in one pass, then one token per pass, greedy) on
-/// SmolLM2-135M-Instruct Q4_1 gives exactly llama.cpp's 64 greedy tokens for each of the five prompts of
-/// Fixtures/smollm2/greedy.json. Release builds only.
+/// SmolLM2-135M-Instruct Q4_1 follows llama.cpp's 64 greedy tokens for each of the five prompts of
+/// Fixtures/smollm2/greedy.json: identical, or identical up to a step where llama.cpp's top two choices
+/// were a near tie (under 0.5 apart, twice the largest disagreement between llama.cpp's own builds; the
+/// kernels' summation order is not llama.cpp's, see SmolLM2Tests). Release builds only.
 @Suite struct SmolLM2GenerationTests {
     @Test(.enabled(if: PerplexityTests.enabled, "release build and models/ needed"))
     func greedyGenerationEqualsLlamaCpp() throws {
@@ -23,7 +25,21 @@ import WhaleModels
             generator.reset()
             let result = try generator.generate(
                 GenerationRequest(promptTokens: ids, maxTokens: expected.count, sampling: .greedy))
-            #expect(result.tokens == expected, "\(prompt["name"]?.string ?? "?")")
+            let name = prompt["name"]?.string ?? "?"
+            #expect(result.tokens.count == expected.count, "\(name)")
+            guard
+                let divergence = expected.indices.first(where: {
+                    $0 >= result.tokens.count || result.tokens[$0] != expected[$0]
+                })
+            else { continue }
+            let steps = try #require(prompt["steps"]?.array?.compactMap { $0.object })
+            let gap = try #require(steps[divergence]["gap"]?.double)
+            #expect(gap < SmolLM2NearTie.gap, "\(name): differs from llama.cpp at step \(divergence), gap \(gap)")
         }
     }
+}
+
+/// llama.cpp's top-1 − top-2 logprob gap below which a greedy choice may go either way.
+enum SmolLM2NearTie {
+    static let gap = 0.5
 }

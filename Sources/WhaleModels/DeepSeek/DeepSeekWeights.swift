@@ -35,7 +35,9 @@ struct DeepSeekWeights {
 
     /// The model's `layers` (all of them, or a pipeline `stage`'s, which never has the MTP module).
     func decoder(layers: Range<Int>, stage: Bool) throws -> TransformerDecoder {
-        let embedding = try weights.matrix(names.embedding, rows: c.vocabularySize, columns: c.hiddenSize)
+        // The embedding is only looked up, row by row: read in place.
+        let embedding = try weights.matrix(
+            names.embedding, rows: c.vocabularySize, columns: c.hiddenSize, forProducts: false)
         let output = try weights.matrix(names.output, rows: c.vocabularySize, columns: c.hiddenSize)
         var drafter: MultiTokenPrediction? = nil
         if !stage, c.nextTokenLayers > 0, weights.has(nextToken(c.layers, "eh_proj")) {
@@ -93,8 +95,9 @@ struct DeepSeekWeights {
                 name("k_b"), count: s.heads, rows: s.latentRank, columns: s.nopeDim)
             valueUp = try weights.stackedMatrices(name("v_b"), count: s.heads, rows: s.valueDim, columns: s.latentRank)
         } else {
+            // Only read once, into the f32 halves below.
             let fused = try weights.matrix(
-                name("kv_b"), rows: s.heads * (s.nopeDim + s.valueDim), columns: s.latentRank)
+                name("kv_b"), rows: s.heads * (s.nopeDim + s.valueDim), columns: s.latentRank, forProducts: false)
             (keyUpTransposed, valueUp) = splitKeyValueUp(fused)
         }
         return LatentAttention(
@@ -181,7 +184,8 @@ struct DeepSeekWeights {
             head: weights.has(n("shared_head.head"))
                 ? try weights.matrix(n("shared_head.head"), rows: c.vocabularySize, columns: hidden) : output,
             embedding: weights.has(n("embed_tokens"))
-                ? try weights.matrix(n("embed_tokens"), rows: c.vocabularySize, columns: hidden) : embedding,
+                ? try weights.matrix(n("embed_tokens"), rows: c.vocabularySize, columns: hidden, forProducts: false)
+                : embedding,
             eps: c.rmsNormEps, cacheLayout: c.cacheLayout, rotated: c.rotatedPart, layerIndex: l)
     }
 }

@@ -94,7 +94,10 @@ enum Llama: Architecture {
         if let precision = options.attentionPrecision { c.attention.precision = precision }
         let names = names(files)
         let weights = WeightLoader(files)
-        let embedding = try weights.matrix(names.embedding, rows: c.vocabularySize, columns: c.hiddenSize)
+        // Tied embeddings (no separate output matrix) also serve as the output head's products.
+        let tied = !weights.has(names.output)
+        let embedding = try weights.matrix(
+            names.embedding, rows: c.vocabularySize, columns: c.hiddenSize, forProducts: tied)
         let a = c.attention
         let stage = try options.layerRange(count: c.layers, source: files.path)
         let layers: [any DecoderLayer] = try stage.map { i in
@@ -127,9 +130,7 @@ enum Llama: Architecture {
             architecture: c.architecture, vocabularySize: c.vocabularySize, hiddenSize: c.hiddenSize,
             contextLength: c.contextLength, rmsNormEps: c.rmsNormEps, embedding: embedding, layers: layers,
             firstLayer: stage.lowerBound, finalNorm: try weights.vector(names.finalNorm, count: c.hiddenSize),
-            // Tied embeddings: no separate output matrix.
-            output: weights.has(names.output)
-                ? try weights.matrix(names.output, rows: c.vocabularySize, columns: c.hiddenSize) : embedding,
+            output: tied ? embedding : try weights.matrix(names.output, rows: c.vocabularySize, columns: c.hiddenSize),
             cacheLayout: c.cacheLayout,
             rotated: .init(stream: 0, heads: a.kvHeads, headDim: a.headDim, rope: a.rope),
             files: files, owned: weights.owned)
