@@ -26,8 +26,9 @@ public enum Linear {
     /// For quantized weights the activations are first quantized the way llama.cpp's CPU backend does for
     /// that weight type (Q4_0/Q8_0/Q5_0 → Q8_0 activations; Q4_1/Q5_1 → Q8_1; Q4_K/Q6_K → Q8_K), each
     /// block's dot product is exact in integers as in ggml, and the float32 sums follow ggml's AVX2 order for
-    /// the legacy types (bit-identical to `reference`, see [X86_BLOCK_DOT]) and their own order for the
-    /// K-quants (within each type's tolerance of `reference`).
+    /// the legacy types in the file's layout (bit-identical to `reference`, see [X86_BLOCK_DOT]), their own
+    /// order for weights repacked at load (`WeightMatrix.layout == .interleaved`, [INTERLEAVED_ROWS]) and for
+    /// the K-quants (within each type's tolerance of `reference`).
     /// F32/F16/BF16 weights use f32 activations (exact f32 math, as transformers does); F8_E4M3 rows are
     /// widened and multiplied by their block scales first (the dequantized weight of DeepSeek's reference).
     ///
