@@ -51,7 +51,7 @@ struct InterleavedRowsTests {
             defer { buffer.deallocate() }
             let input = TestMatrix.activations(tokens: tokens, columns: matrix.columns, seed: UInt64(index) &+ 7)
             let expected = matrix.reference(input, tokens: tokens)
-            let actual = Self.apply(packed, input, tokens: tokens, pool: pool, workspace: workspace)
+            let actual = TestMatrix.apply(packed, input, tokens: tokens, pool: pool, workspace: workspace)
             let scale = matrix.magnitudes(input, tokens: tokens)
             // Same integer block sums as the reference; only the float32 order of the blocks differs.
             let worst = zip(zip(actual, expected), scale).map { pair, s in abs(pair.0 - pair.1) / max(s, 1e-30) }
@@ -69,26 +69,12 @@ struct InterleavedRowsTests {
         defer { buffer.deallocate() }
         let tokens = 7
         let input = TestMatrix.activations(tokens: tokens, columns: matrix.columns, seed: 9)
-        let batch = Self.apply(packed, input, tokens: tokens, pool: pool, workspace: workspace)
+        let batch = TestMatrix.apply(packed, input, tokens: tokens, pool: pool, workspace: workspace)
         for t in 0..<tokens {
-            let alone = Self.apply(
+            let alone = TestMatrix.apply(
                 packed, Array(input[(t * matrix.columns)..<((t + 1) * matrix.columns)]), tokens: 1, pool: pool,
                 workspace: workspace)
             #expect(alone == Array(batch[(t * matrix.rows)..<((t + 1) * matrix.rows)]), "\(type) token \(t)")
         }
-    }
-
-    static func apply(
-        _ weight: WeightMatrix, _ input: [Float], tokens: Int, pool: ThreadPool, workspace: LinearWorkspace
-    ) -> [Float] {
-        var output = [Float](repeating: .nan, count: tokens * weight.rows)
-        input.withUnsafeBufferPointer { x in
-            output.withUnsafeMutableBufferPointer { y in
-                Linear.apply(
-                    weight, input: x.baseAddress!, tokens: tokens, output: y.baseAddress!, pool: pool,
-                    workspace: workspace)
-            }
-        }
-        return output
     }
 }

@@ -271,7 +271,14 @@ final class TestMatrix {
     }
 
     func apply(_ input: [Float], tokens: Int, pool: ThreadPool, workspace: LinearWorkspace) -> [Float] {
-        var output = [Float](repeating: .nan, count: tokens * rows)
+        Self.apply(weight, input, tokens: tokens, pool: pool, workspace: workspace)
+    }
+
+    /// `Linear.apply` of any weight matrix (this one, or a repacked copy of it) to `tokens` rows of `input`.
+    static func apply(
+        _ weight: WeightMatrix, _ input: [Float], tokens: Int, pool: ThreadPool, workspace: LinearWorkspace
+    ) -> [Float] {
+        var output = [Float](repeating: .nan, count: tokens * weight.rows)
         input.withUnsafeBufferPointer { x in
             output.withUnsafeMutableBufferPointer { y in
                 Linear.apply(
