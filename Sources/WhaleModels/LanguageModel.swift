@@ -60,6 +60,12 @@ public final class ForwardContext {
         Linear.apply(weight, input: input, tokens: tokens, output: output, pool: pool, workspace: linear)
     }
 
+    /// Several independent products as one parallel job (`Linear.apply(_:pool:workspace:)`): each output is
+    /// what `linear` on it alone writes.
+    func linear(_ products: [Linear.Product]) {
+        products.withUnsafeBufferPointer { Linear.apply($0, pool: pool, workspace: linear) }
+    }
+
     /// Records `values` (`shape`, outermost first) as tap `name` of `layer`, when taps are on.
     @inline(__always)
     func tap(_ name: String, _ layer: Int?, _ values: UnsafePointer<Float>, _ shape: @autoclosure () -> [Int]) {

@@ -6,7 +6,7 @@ import WhaleKernels
 /// it agree with the scalar specification on the file layout and give a token the same result whatever
 /// batch it is in.
 struct InterleavedRowsTests {
-    static let types: [DType] = [.q4_0, .q4_1, .q8_0]
+    static let types: [DType] = [.q4_0, .q4_1, .q8_0, .q4_K, .q6_K]
 
     /// A copy of `matrix` in the interleaved layout, alive as long as the returned buffer.
     static func interleaved(_ matrix: TestMatrix) -> (WeightMatrix, UnsafeMutableRawBufferPointer) {
@@ -20,7 +20,7 @@ struct InterleavedRowsTests {
 
     @Test("repacking keeps every row", arguments: types)
     func roundTrip(type: DType) {
-        let matrix = TestMatrix(type: type, rows: 48, columns: 96, seed: 11)
+        let matrix = TestMatrix(type: type, rows: 48, columns: 3 * type.blockSize, seed: 11)
         let (packed, buffer) = Self.interleaved(matrix)
         defer { buffer.deallocate() }
         #expect(packed.layout == .interleaved && packed.byteCount == matrix.weight.byteCount)
@@ -46,7 +46,8 @@ struct InterleavedRowsTests {
         let workspace = LinearWorkspace()
         for (index, shape) in [(16, 1, 1), (32, 3, 5), (64, 8, 7), (48, 2, 16)].enumerated() {
             let (rows, blocks, tokens) = shape
-            let matrix = TestMatrix(type: type, rows: rows, columns: blocks * 32, seed: UInt64(index) &+ 101)
+            let matrix = TestMatrix(
+                type: type, rows: rows, columns: blocks * type.blockSize, seed: UInt64(index) &+ 101)
             let (packed, buffer) = Self.interleaved(matrix)
             defer { buffer.deallocate() }
             let input = TestMatrix.activations(tokens: tokens, columns: matrix.columns, seed: UInt64(index) &+ 7)
@@ -64,7 +65,7 @@ struct InterleavedRowsTests {
     func batchInvariance(type: DType) {
         let pool = ThreadPool(threads: 2)
         let workspace = LinearWorkspace()
-        let matrix = TestMatrix(type: type, rows: 64, columns: 256, seed: 5)
+        let matrix = TestMatrix(type: type, rows: 64, columns: 2 * type.blockSize, seed: 5)
         let (packed, buffer) = Self.interleaved(matrix)
         defer { buffer.deallocate() }
         let tokens = 7

@@ -193,6 +193,53 @@ struct LinearTests {
         #expect(workspace.reservedBytes > 0)
     }
 
+    @Test("several products as one job write what each writes alone", arguments: [1, 2], [1, 3, 9])
+    func productsAsOneJob(threads: Int, tokens: Int) {
+        let pool = ThreadPool(threads: threads)
+        let workspace = LinearWorkspace()
+        // Two products share an input and a type (one quantization); the others differ in type or input.
+        let matrices = [
+            TestMatrix(type: .q4_K, rows: 32, columns: 512, seed: 1),
+            TestMatrix(type: .q4_K, rows: 48, columns: 512, seed: 2),
+            TestMatrix(type: .q6_K, rows: 16, columns: 512, seed: 3),
+            TestMatrix(type: .q4_1, rows: 7, columns: 64, seed: 4),
+            TestMatrix(type: .q8_0, rows: 64, columns: 512, seed: 5),
+        ]
+        let shared = TestMatrix.activations(tokens: tokens, columns: 512, seed: 6)
+        let small = TestMatrix.activations(tokens: tokens, columns: 64, seed: 7)
+        var weights = matrices.map(\.weight)
+        var buffers: [UnsafeMutableRawBufferPointer] = []
+        defer { buffers.forEach { $0.deallocate() } }
+        // Where the build repacks, the repacked layout too, as the model loader would.
+        for (i, weight) in weights.enumerated() where InterleavedRows.isPreferred(weight.type, rows: weight.rows) {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: weight.byteCount, alignment: 64)
+            buffers.append(buffer)
+            weights[i] = weight.interleaved(into: buffer.baseAddress!)
+        }
+        let inputs = [shared, shared, shared, small, shared]
+        let alone = zip(weights, inputs).map { weight, input in
+            TestMatrix.apply(weight, input, tokens: tokens, pool: pool, workspace: workspace)
+        }
+        let outputs = weights.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: tokens * $0.rows) }
+        defer { outputs.forEach { $0.deallocate() } }
+        for output in outputs { output.initialize(repeating: .nan) }
+        shared.withUnsafeBufferPointer { x in
+            small.withUnsafeBufferPointer { y in
+                let products = weights.indices.map { i in
+                    Linear.Product(
+                        weights[i], input: i == 3 ? y.baseAddress! : x.baseAddress!, tokens: tokens,
+                        output: outputs[i].baseAddress!)
+                }
+                products.withUnsafeBufferPointer { Linear.apply($0, pool: pool, workspace: workspace) }
+            }
+        }
+        withExtendedLifetime(matrices) {}  // the weights point into them
+        for i in weights.indices {
+            #expect(outputs[i].map(\.bitPattern) == alone[i].map(\.bitPattern), "product \(i) (\(weights[i].type))")
+            #expect(alone[i].allSatisfy { $0.isFinite })
+        }
+    }
+
     @Test("no tokens writes nothing")
     func noTokens() {
         let matrix = TestMatrix(type: .q4_1, rows: 3, columns: 32, seed: 1)

@@ -69,7 +69,12 @@ func makeMatrix(_ type: DType, rows: Int, columns: Int, seed: UInt64) -> WeightM
             }
         }
     }
-    return WeightMatrix(type: type, rows: rows, columns: columns, data: UnsafeRawPointer(bytes))
+    let matrix = WeightMatrix(type: type, rows: rows, columns: columns, data: UnsafeRawPointer(bytes))
+    // Repacked where the model loader would repack it ([INTERLEAVED_ROWS]).
+    guard InterleavedRows.isPreferred(type, rows: rows) else { return matrix }
+    let packed = matrix.interleaved(into: .allocate(byteCount: matrix.byteCount, alignment: 64))
+    bytes.deallocate()
+    return packed
 }
 
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
@@ -121,6 +126,8 @@ let shapes: [(name: String, type: DType, rows: Int, columns: Int)] = [
     ("1536×576", .q8_0, 1536, 576),
     ("1536×576", .q4_K, 1536, 768),
     ("1536×576", .q6_K, 1536, 768),
+    ("dsv3 head", .q6_K, 129280, 1024),
+    ("dsv3 expert", .q4_K, 512, 1024),
     ("1536×576", .f16, 1536, 576),
     ("1536×576", .bf16, 1536, 576),
     ("1536×576", .f32, 1536, 576),

@@ -54,26 +54,74 @@ public enum InterleavedRows {
     /// Types with an interleaved layout.
     public static func supports(_ type: DType) -> Bool {
         switch type {
-        case .q4_0, .q4_1, .q8_0: true
+        case .q4_0, .q4_1, .q8_0, .q4_K, .q6_K: true
         default: false
         }
     }
 
-    /// Bytes before the codes in a group block: the float16 d (and m) of the 16 rows.
-    static func scaleBytes(_ type: DType) -> Int { type == .q4_1 ? 64 : 32 }
+    /// How a file-layout block is split for interleaving: `leadingHalves` float16 values first (d, and m
+    /// for Q4_1), then `words` 32-bit words, then `trailingHalves` float16 values (Q6_K's d). In a group
+    /// block, half h of row r is at 32h + 2r, word k of row r at 32 · leadingHalves + 64k + 4r, and the
+    /// trailing half after the words: one 64-byte load is one part of the block for all 16 rows.
+    struct BlockForm {
+        let leadingHalves: Int
+        let words: Int
+        let trailingHalves: Int
+        /// XOR-ed into every word (Q8_0's int8 codes become unsigned, + 128).
+        let flip: UInt32
 
-    /// Bytes of one group block (16 rows × one block).
-    static func groupBlockBytes(_ type: DType) -> Int { groupRows * type.byteCount(elements: 32)! }
+        init(_ type: DType) {
+            self.type = type
+            switch type {
+            case .q4_0: (leadingHalves, words, trailingHalves, flip) = (1, 4, 0, 0)
+            case .q4_1: (leadingHalves, words, trailingHalves, flip) = (2, 4, 0, 0)
+            case .q8_0: (leadingHalves, words, trailingHalves, flip) = (1, 8, 0, 0x8080_8080)
+            // d and dmin are one word; then the 12 bytes of scales and mins, then the 128 code bytes.
+            case .q4_K: (leadingHalves, words, trailingHalves, flip) = (0, 36, 0, 0)
+            // ql (32 words), qh (16), the 16 int8 scales (4), then d.
+            case .q6_K: (leadingHalves, words, trailingHalves, flip) = (0, 52, 1, 0)
+            default: preconditionFailure("InterleavedRows: \(type) has no interleaved layout")
+            }
+        }
 
-    /// Where each part of a file-layout block is: its scales, then its code bytes.
-    private static func blockParts(_ type: DType) -> (scales: Int, codes: Int) {
-        switch type {
-        case .q4_0: (2, 16)
-        case .q4_1: (4, 16)
-        case .q8_0: (2, 32)
-        default: preconditionFailure("InterleavedRows: \(type) has no interleaved layout")
+        /// Where word 0 starts in a group block.
+        var wordsStart: Int { 32 * leadingHalves }
+        let type: DType
+
+        /// The 64-byte slot of file word `k` among the group block's words: `k` itself, except for Q6_K,
+        /// whose words are stored in the order its kernel first reads them (`Q6KSlots`), so that a decode
+        /// step streams each group block front to back — out of order, the CPU's prefetchers fell behind
+        /// (measured: 9 GB/s per core instead of 25 for Q4_K's in-order blocks).
+        @inline(__always)
+        func slot(_ k: Int) -> Int {
+            guard type == .q6_K else { return k }
+            switch k {
+            case 0..<8: return Q6KSlots.low(half: 0, part: 0, word: k)
+            case 8..<16: return Q6KSlots.low(half: 0, part: 1, word: k - 8)
+            case 16..<24: return Q6KSlots.low(half: 1, part: 0, word: k - 16)
+            case 24..<32: return Q6KSlots.low(half: 1, part: 1, word: k - 24)
+            case 32..<48: return Q6KSlots.high(half: (k - 32) / 8, word: (k - 32) % 8)
+            default: return Q6KSlots.scales(word: k - 48)
+            }
         }
     }
+
+    /// Where Q6_K's words are in a group block: per half h of the super-block (26 slots each), its two scale
+    /// words, then ql word j of the first part beside qh word j (j < 8), then ql word j of the second part —
+    /// the order the kernel reads them. d follows the 52 slots.
+    enum Q6KSlots {
+        /// ql word `word` of part `part` (file word 16 · half + 8 · part + word).
+        @inline(__always) static func low(half: Int, part: Int, word: Int) -> Int {
+            26 &* half &+ (part == 0 ? 2 &+ 2 &* word : 18 &+ word)
+        }
+        /// qh word `word` of `half` (file word 32 + 8 · half + word).
+        @inline(__always) static func high(half: Int, word: Int) -> Int { 26 &* half &+ 3 &+ 2 &* word }
+        /// Scale word `word` (file word 48 + word: the int8 scales 4 · word …): half word / 2's.
+        @inline(__always) static func scales(word: Int) -> Int { 26 &* (word &>> 1) &+ (word & 1) }
+    }
+
+    /// Bytes of one group block (16 rows × one block).
+    static func groupBlockBytes(_ type: DType) -> Int { groupRows * type.bytesPerBlock }
 
     /// Writes the interleaved form of `rows` file-layout rows (`rowBytes` each) from `source` to
     /// `destination` (same size). `groups` limits the work to those groups (for repacking in slices).
@@ -81,58 +129,74 @@ public enum InterleavedRows {
         _ type: DType, rowBytes: Int, from source: UnsafeRawPointer, to destination: UnsafeMutableRawPointer,
         groups: Range<Int>
     ) {
-        let blockBytes = type.byteCount(elements: 32)!
+        let blockBytes = type.bytesPerBlock
         let blocks = rowBytes / blockBytes
-        let (scaleSize, codeSize) = blockParts(type)
         let groupBlock = groupBlockBytes(type)
-        let codesStart = scaleBytes(type)
-        let flip: UInt32 = type == .q8_0 ? 0x8080_8080 : 0
         for g in groups {
             let rows = source + g * groupRows * rowBytes
             let out = destination + g * groupRows * rowBytes
             for b in 0..<blocks {
-                let target = out + b * groupBlock
                 for r in 0..<groupRows {
-                    let block = rows + r * rowBytes + b * blockBytes
-                    for half in 0..<(scaleSize / 2) {
-                        let value = block.loadUnaligned(fromByteOffset: 2 * half, as: UInt16.self)
-                        target.storeBytes(of: value, toByteOffset: 32 * half + 2 * r, as: UInt16.self)
-                    }
-                    for k in 0..<(codeSize / 4) {
-                        let word = block.loadUnaligned(fromByteOffset: scaleSize + 4 * k, as: UInt32.self) ^ flip
-                        target.storeBytes(of: word, toByteOffset: codesStart + 64 * k + 4 * r, as: UInt32.self)
-                    }
+                    copy(
+                        type, fileBlock: UnsafeMutableRawPointer(mutating: rows + r * rowBytes + b * blockBytes),
+                        groupBlock: out + b * groupBlock, row: r, toGroup: true)
                 }
             }
         }
     }
 
-    /// Row `r`'s block `b` in the file layout (`type.byteCount(elements: 32)` bytes into `block`), read from
-    /// an interleaved matrix at `data`.
+    /// Copies one row's block between the file layout and a group block, in the direction `toGroup` says.
+    private static func copy(
+        _ type: DType, fileBlock: UnsafeMutableRawPointer, groupBlock: UnsafeMutableRawPointer, row r: Int,
+        toGroup: Bool
+    ) {
+        let form = BlockForm(type)
+        @inline(__always) func move<T>(_: T.Type, file: Int, group: Int) {
+            if toGroup {
+                groupBlock.storeBytes(
+                    of: fileBlock.loadUnaligned(fromByteOffset: file, as: T.self), toByteOffset: group, as: T.self)
+            } else {
+                fileBlock.storeBytes(
+                    of: groupBlock.loadUnaligned(fromByteOffset: group, as: T.self), toByteOffset: file, as: T.self)
+            }
+        }
+        for h in 0..<form.leadingHalves { move(UInt16.self, file: 2 * h, group: 32 * h + 2 * r) }
+        let wordsFile = 2 * form.leadingHalves
+        for k in 0..<form.words {
+            let file = wordsFile + 4 * k
+            let group = form.wordsStart + 64 * form.slot(k) + 4 * r
+            if toGroup {
+                let word = fileBlock.loadUnaligned(fromByteOffset: file, as: UInt32.self) ^ form.flip
+                groupBlock.storeBytes(of: word, toByteOffset: group, as: UInt32.self)
+            } else {
+                let word = groupBlock.loadUnaligned(fromByteOffset: group, as: UInt32.self) ^ form.flip
+                fileBlock.storeBytes(of: word, toByteOffset: file, as: UInt32.self)
+            }
+        }
+        let trailingFile = wordsFile + 4 * form.words
+        let trailingGroup = form.wordsStart + 64 * form.words
+        for h in 0..<form.trailingHalves {
+            move(UInt16.self, file: trailingFile + 2 * h, group: trailingGroup + 32 * h + 2 * r)
+        }
+    }
+
+    /// Row `r`'s block `b` in the file layout (`type.bytesPerBlock` bytes into `block`), read from an
+    /// interleaved matrix at `data`.
     static func unpackBlock(
         _ type: DType, rowBytes: Int, data: UnsafeRawPointer, row r: Int, block b: Int,
         into block: UnsafeMutableRawPointer
     ) {
-        let (scaleSize, codeSize) = blockParts(type)
         let group = data + (r / groupRows) * groupRows * rowBytes + b * groupBlockBytes(type)
-        let lane = r % groupRows
-        let codesStart = scaleBytes(type)
-        let flip: UInt32 = type == .q8_0 ? 0x8080_8080 : 0
-        for half in 0..<(scaleSize / 2) {
-            let value = group.loadUnaligned(fromByteOffset: 32 * half + 2 * lane, as: UInt16.self)
-            block.storeBytes(of: value, toByteOffset: 2 * half, as: UInt16.self)
-        }
-        for k in 0..<(codeSize / 4) {
-            let word = group.loadUnaligned(fromByteOffset: codesStart + 64 * k + 4 * lane, as: UInt32.self) ^ flip
-            block.storeBytes(of: word, toByteOffset: scaleSize + 4 * k, as: UInt32.self)
-        }
+        copy(
+            type, fileBlock: block, groupBlock: UnsafeMutableRawPointer(mutating: group), row: r % groupRows,
+            toGroup: false)
     }
 
     /// Row `r` in the file layout (`rowBytes` bytes into `row`).
     static func unpackRow(
         _ type: DType, rowBytes: Int, data: UnsafeRawPointer, row r: Int, into row: UnsafeMutableRawPointer
     ) {
-        let blockBytes = type.byteCount(elements: 32)!
+        let blockBytes = type.bytesPerBlock
         for b in 0..<(rowBytes / blockBytes) {
             unpackBlock(type, rowBytes: rowBytes, data: data, row: r, block: b, into: row + b * blockBytes)
         }
@@ -149,6 +213,8 @@ enum InterleavedKernels {
         case .q4_0: q4_0(job, x, rows)
         case .q4_1: q4_1(job, x, rows)
         case .q8_0: q8_0(job, x, rows)
+        case .q4_K: q4_K(job, x, rows)
+        case .q6_K: q6_K(job, x, rows)
         default: preconditionFailure("InterleavedKernels: \(job.type) has no interleaved layout")
         }
     }
@@ -267,6 +333,267 @@ enum InterleavedKernels {
             if count > 2 { accumulate(2, &accs.2) }
             if count > 3 { accumulate(3, &accs.3) }
         }
+        @inline(__always) func store(_ k: Int, _ acc: SIMD16<Float>) {
+            UnsafeMutableRawPointer(out + (token &+ k) &* stride).storeBytes(of: acc, as: SIMD16<Float>.self)
+        }
+        store(0, accs.0)
+        if count > 1 { store(1, accs.1) }
+        if count > 2 { store(2, accs.2) }
+        if count > 3 { store(3, accs.3) }
+    }
+
+    /// Every group of `rows` for every token, tiles of four tokens then one at a time; `tile(weights, token,
+    /// count, output)` does one group for `count` tokens (a constant in each inlined copy).
+    @inline(__always)
+    static func tiles(
+        _ job: LinearJob, _ rows: Range<Int>,
+        _ tile: (UnsafeRawPointer, Int, Int, UnsafeMutablePointer<Float>) -> Void
+    ) {
+        var r = rows.lowerBound
+        while r < rows.upperBound {
+            let w = job.weights + r &* job.rowBytes
+            let out = job.output + r
+            var t = 0
+            while job.tokens &- t >= 4 {
+                tile(w, t, 4, out)
+                t &+= 4
+            }
+            while t < job.tokens {
+                tile(w, t, 1, out)
+                t &+= 1
+            }
+            r &+= InterleavedRows.groupRows
+        }
+    }
+
+    /// Sixteen lanes of `v`'s 32-bit word at `offset`, the activations' side of a byte dot product.
+    @inline(__always)
+    static func broadcast(_ v: UnsafeRawPointer, _ offset: Int) -> SIMD16<UInt32> {
+        SIMD16(repeating: v.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+    }
+
+    // MARK: Q4_K
+
+    /// Q4_K: a group block (2,304 bytes) holds word 0 (d | dmin << 16), words 1–3 (the 6-bit scales and
+    /// mins, packed as in the file) and 32 words of codes — word 4 + 8c + j holds code bytes 4j…4j+3 of
+    /// chunk c, whose low nibbles are elements 64c + 4j… (group 2c) and high nibbles 64c + 32 + 4j… (group
+    /// 2c + 1). Per token, each group's integer sum (eight products, |Σ| ≤ 32 · 15 · 128) is multiplied by
+    /// the group's scale and summed over the super-block in 32 bits (|Σ| < 2³¹); the minimum term
+    /// Σ_g m_g · Σq_g (16-bit pairs, `vpdpwssd`) is exact. Two float multiply-adds per super-block remain.
+    @inline(never) static func q4_K(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
+        tiles(job, rows) { w, token, count, out in
+            q4KTile(w, x, token: token, count: count, out: out, stride: job.rows)
+        }
+    }
+
+    @inline(__always)
+    static func q4KTile(
+        _ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int, out: UnsafeMutablePointer<Float>,
+        stride: Int
+    ) {
+        var accs = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+        let blocks = x.sizes.blocks
+        let nibble = SIMD16<UInt32>(repeating: 0x0F0F_0F0F)
+        for b in 0..<blocks {
+            let block = w + b &* 2304
+            let dm = block.loadUnaligned(as: SIMD16<UInt32>.self)
+            let d = ByteDotProduct.halfToFloat(SIMD16<UInt16>(truncatingIfNeeded: dm))
+            let dmin = ByteDotProduct.halfToFloat(SIMD16<UInt16>(truncatingIfNeeded: dm &>> 16))
+            let u0 = block.loadUnaligned(fromByteOffset: 64, as: SIMD16<UInt32>.self)
+            let u1 = block.loadUnaligned(fromByteOffset: 128, as: SIMD16<UInt32>.self)
+            let u2 = block.loadUnaligned(fromByteOffset: 192, as: SIMD16<UInt32>.self)
+            // Byte g of scalesLow / scalesHigh is the scale of group g / g + 4 (ggml's unpacking, per lane).
+            let scalesLow: SIMD16<UInt32> = u0 & 0x3F3F_3F3F
+            let scalesHigh: SIMD16<UInt32> = (u2 & 0x0F0F_0F0F) | (((u0 &>> 6) & 0x0303_0303) &<< 4)
+            let minsLow: SIMD16<UInt32> = u1 & 0x3F3F_3F3F
+            let minsHigh: SIMD16<UInt32> = ((u2 &>> 4) & 0x0F0F_0F0F) | (((u1 &>> 6) & 0x0303_0303) &<< 4)
+            // The mins as 16-bit pairs: groups (0, 2), (1, 3), (4, 6), (5, 7).
+            let mins02: SIMD16<UInt32> = minsLow & 0x00FF_00FF
+            let mins13: SIMD16<UInt32> = (minsLow &>> 8) & 0x00FF_00FF
+            let mins46: SIMD16<UInt32> = minsHigh & 0x00FF_00FF
+            let mins57: SIMD16<UInt32> = (minsHigh &>> 8) & 0x00FF_00FF
+            var sums = (SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>())
+            for c in 0..<4 {
+                let codes = block + (256 &+ 512 &* c)
+                @inline(__always) func word(_ j: Int) -> SIMD16<UInt32> {
+                    codes.loadUnaligned(fromByteOffset: 64 &* j, as: SIMD16<UInt32>.self)
+                }
+                let p = (word(0), word(1), word(2), word(3), word(4), word(5), word(6), word(7))
+                let low = (
+                    p.0 & nibble, p.1 & nibble, p.2 & nibble, p.3 & nibble, p.4 & nibble, p.5 & nibble,
+                    p.6 & nibble, p.7 & nibble
+                )
+                let high = (
+                    (p.0 &>> 4) & nibble, (p.1 &>> 4) & nibble, (p.2 &>> 4) & nibble, (p.3 &>> 4) & nibble,
+                    (p.4 &>> 4) & nibble, (p.5 &>> 4) & nibble, (p.6 &>> 4) & nibble, (p.7 &>> 4) & nibble
+                )
+                let scaleWord = c < 2 ? scalesLow : scalesHigh
+                let shift = UInt32(16 &* (c & 1))
+                let lowScale = unsafeBitCast((scaleWord &>> shift) & 0xFF, to: SIMD16<Int32>.self)
+                let highScale = unsafeBitCast((scaleWord &>> (shift &+ 8)) & 0xFF, to: SIMD16<Int32>.self)
+                // Where the chunk's elements are in the activations' Q4_K order (see QuantizedActivations).
+                let lowAt: Int = (c &>> 1) &* 128 &+ (c & 1) &* 32
+                let highAt: Int = lowAt &+ 64
+                @inline(__always) func accumulate(_ k: Int, _ sum: inout SIMD16<Int32>) {
+                    let y = x.bytes(token: token &+ k) + b &* 256
+                    // Four independent chains; integer sums, so their split changes nothing.
+                    var low0 = ByteDotProduct.accumulate(.zero, low.0, broadcast(y, lowAt))
+                    var low1 = ByteDotProduct.accumulate(.zero, low.1, broadcast(y, lowAt &+ 4))
+                    var high0 = ByteDotProduct.accumulate(.zero, high.0, broadcast(y, highAt))
+                    var high1 = ByteDotProduct.accumulate(.zero, high.1, broadcast(y, highAt &+ 4))
+                    low0 = ByteDotProduct.accumulate(low0, low.2, broadcast(y, lowAt &+ 8))
+                    low1 = ByteDotProduct.accumulate(low1, low.3, broadcast(y, lowAt &+ 12))
+                    high0 = ByteDotProduct.accumulate(high0, high.2, broadcast(y, highAt &+ 8))
+                    high1 = ByteDotProduct.accumulate(high1, high.3, broadcast(y, highAt &+ 12))
+                    low0 = ByteDotProduct.accumulate(low0, low.4, broadcast(y, lowAt &+ 16))
+                    low1 = ByteDotProduct.accumulate(low1, low.5, broadcast(y, lowAt &+ 20))
+                    high0 = ByteDotProduct.accumulate(high0, high.4, broadcast(y, highAt &+ 16))
+                    high1 = ByteDotProduct.accumulate(high1, high.5, broadcast(y, highAt &+ 20))
+                    low0 = ByteDotProduct.accumulate(low0, low.6, broadcast(y, lowAt &+ 24))
+                    low1 = ByteDotProduct.accumulate(low1, low.7, broadcast(y, lowAt &+ 28))
+                    high0 = ByteDotProduct.accumulate(high0, high.6, broadcast(y, highAt &+ 24))
+                    high1 = ByteDotProduct.accumulate(high1, high.7, broadcast(y, highAt &+ 28))
+                    let lowSum: SIMD16<Int32> = (low0 &+ low1) &* lowScale
+                    let highSum: SIMD16<Int32> = (high0 &+ high1) &* highScale
+                    sum &+= lowSum &+ highSum
+                }
+                accumulate(0, &sums.0)
+                if count > 1 { accumulate(1, &sums.1) }
+                if count > 2 { accumulate(2, &sums.2) }
+                if count > 3 { accumulate(3, &sums.3) }
+            }
+            @inline(__always) func finish(_ k: Int, _ sum: SIMD16<Int32>, _ acc: inout SIMD16<Float>) {
+                let t = token &+ k
+                let yd = x.scales(token: t).load(fromByteOffset: b &* 4, as: Float.self)
+                let groupSums = x.groupSums32 + (t &* blocks &+ b) &* 8
+                @inline(__always) func pair(_ g: Int) -> SIMD16<UInt32> {
+                    let first = UInt32(UInt16(truncatingIfNeeded: groupSums[g]))
+                    let second = UInt32(UInt16(truncatingIfNeeded: groupSums[g &+ 2]))
+                    return SIMD16(repeating: first | second &<< 16)
+                }
+                var minimum = ByteDotProduct.accumulatePairs(.zero, mins02, pair(0))
+                minimum = ByteDotProduct.accumulatePairs(minimum, mins13, pair(1))
+                minimum = ByteDotProduct.accumulatePairs(minimum, mins46, pair(4))
+                minimum = ByteDotProduct.accumulatePairs(minimum, mins57, pair(5))
+                acc.addProduct(d * SIMD16(repeating: yd), ByteDotProduct.toFloat(sum))
+                acc.addProduct(dmin * SIMD16(repeating: -yd), ByteDotProduct.exactFloat(minimum))
+            }
+            finish(0, sums.0, &accs.0)
+            if count > 1 { finish(1, sums.1, &accs.1) }
+            if count > 2 { finish(2, sums.2, &accs.2) }
+            if count > 3 { finish(3, sums.3, &accs.3) }
+        }
+        store(accs, token: token, count: count, out: out, stride: stride)
+    }
+
+    // MARK: Q6_K
+
+    /// Q6_K: a group block (3,360 bytes) holds the file's 32 words of low nibbles (ql), 16 of high bit pairs
+    /// (qh) and 4 of int8 scales in the order this kernel reads them (`InterleavedRows.Q6KSlots`), then the
+    /// 16 rows' d. In half h of the super-block, ql word 16h + 8m + j and qh word 8h + j make the codes of
+    /// elements 128h + 32m + 4j… (low nibbles, qh bits 2m) and 128h + 64 + 32m + 4j… (high nibbles, qh bits
+    /// 2m + 4), as ggml's dequantization reads them. Each 16-element group's chain of four products starts
+    /// from −32 · Σq of the group (the −32 offset), is multiplied by the group's scale and summed over the
+    /// super-block in 32 bits (|Σ| ≤ 16 · 32 · 128 · 128 per group, < 2³¹ in all); one float multiply-add
+    /// per super-block remains.
+    @inline(never) static func q6_K(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
+        tiles(job, rows) { w, token, count, out in
+            q6KTile(w, x, token: token, count: count, out: out, stride: job.rows)
+        }
+    }
+
+    @inline(__always)
+    static func q6KTile(
+        _ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int, out: UnsafeMutablePointer<Float>,
+        stride: Int
+    ) {
+        var accs = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+        let blocks = x.sizes.blocks
+        let nibble = SIMD16<UInt32>(repeating: 0x0F0F_0F0F)
+        let pair = SIMD16<UInt32>(repeating: 0x0303_0303)
+        for b in 0..<blocks {
+            let block = w + b &* 3360
+            let d = ByteDotProduct.halfToFloat(block.loadUnaligned(fromByteOffset: 3328, as: SIMD16<UInt16>.self))
+            var sums = (SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>())
+            for h in 0..<2 {
+                for m in 0..<2 {
+                    @inline(__always) func codes(_ j: Int) -> (SIMD16<UInt32>, SIMD16<UInt32>) {
+                        let ql = block.loadUnaligned(
+                            fromByteOffset: 64 &* InterleavedRows.Q6KSlots.low(half: h, part: m, word: j),
+                            as: SIMD16<UInt32>.self)
+                        let qh = block.loadUnaligned(
+                            fromByteOffset: 64 &* InterleavedRows.Q6KSlots.high(half: h, word: j),
+                            as: SIMD16<UInt32>.self)
+                        let first: SIMD16<UInt32> = (ql & nibble) | (((qh &>> UInt32(2 &* m)) & pair) &<< 4)
+                        let second: SIMD16<UInt32> =
+                            ((ql &>> 4) & nibble) | (((qh &>> UInt32(2 &* m &+ 4)) & pair) &<< 4)
+                        return (first, second)
+                    }
+                    let c0 = codes(0), c1 = codes(1), c2 = codes(2), c3 = codes(3)
+                    let c4 = codes(4), c5 = codes(5), c6 = codes(6), c7 = codes(7)
+                    // The four 16-element groups: 8h + 2m, + 1 (first codes), 8h + 2m + 4, + 5 (second).
+                    let group = 8 &* h &+ 2 &* m
+                    @inline(__always) func scale(_ g: Int) -> SIMD16<Int32> {
+                        let word = block.loadUnaligned(
+                            fromByteOffset: 64 &* InterleavedRows.Q6KSlots.scales(word: g &>> 2),
+                            as: SIMD16<UInt32>.self)
+                        let top = unsafeBitCast(word &<< UInt32(24 &- 8 &* (g & 3)), to: SIMD16<Int32>.self)
+                        return top &>> 24
+                    }
+                    let scales = (scale(group), scale(group &+ 1), scale(group &+ 4), scale(group &+ 5))
+                    let firstAt: Int = 128 &* h &+ 32 &* m
+                    let secondAt: Int = firstAt &+ 64
+                    @inline(__always) func accumulate(_ k: Int, _ sum: inout SIMD16<Int32>) {
+                        let t = token &+ k
+                        let y = x.bytes(token: t) + b &* 256
+                        let groupSums = x.groupSums + (t &* x.sizes.groupsPerToken &+ b &* 16)
+                        @inline(__always) func start(_ g: Int) -> SIMD16<Int32> {
+                            SIMD16(repeating: 0 &- (groupSums[g] &<< 5))
+                        }
+                        var s0 = ByteDotProduct.accumulate(start(group), c0.0, broadcast(y, firstAt))
+                        var s1 = ByteDotProduct.accumulate(start(group &+ 1), c4.0, broadcast(y, firstAt &+ 16))
+                        var s2 = ByteDotProduct.accumulate(start(group &+ 4), c0.1, broadcast(y, secondAt))
+                        var s3 = ByteDotProduct.accumulate(start(group &+ 5), c4.1, broadcast(y, secondAt &+ 16))
+                        s0 = ByteDotProduct.accumulate(s0, c1.0, broadcast(y, firstAt &+ 4))
+                        s1 = ByteDotProduct.accumulate(s1, c5.0, broadcast(y, firstAt &+ 20))
+                        s2 = ByteDotProduct.accumulate(s2, c1.1, broadcast(y, secondAt &+ 4))
+                        s3 = ByteDotProduct.accumulate(s3, c5.1, broadcast(y, secondAt &+ 20))
+                        s0 = ByteDotProduct.accumulate(s0, c2.0, broadcast(y, firstAt &+ 8))
+                        s1 = ByteDotProduct.accumulate(s1, c6.0, broadcast(y, firstAt &+ 24))
+                        s2 = ByteDotProduct.accumulate(s2, c2.1, broadcast(y, secondAt &+ 8))
+                        s3 = ByteDotProduct.accumulate(s3, c6.1, broadcast(y, secondAt &+ 24))
+                        s0 = ByteDotProduct.accumulate(s0, c3.0, broadcast(y, firstAt &+ 12))
+                        s1 = ByteDotProduct.accumulate(s1, c7.0, broadcast(y, firstAt &+ 28))
+                        s2 = ByteDotProduct.accumulate(s2, c3.1, broadcast(y, secondAt &+ 12))
+                        s3 = ByteDotProduct.accumulate(s3, c7.1, broadcast(y, secondAt &+ 28))
+                        let firstSum: SIMD16<Int32> = s0 &* scales.0 &+ s1 &* scales.1
+                        let secondSum: SIMD16<Int32> = s2 &* scales.2 &+ s3 &* scales.3
+                        sum &+= firstSum &+ secondSum
+                    }
+                    accumulate(0, &sums.0)
+                    if count > 1 { accumulate(1, &sums.1) }
+                    if count > 2 { accumulate(2, &sums.2) }
+                    if count > 3 { accumulate(3, &sums.3) }
+                }
+            }
+            @inline(__always) func finish(_ k: Int, _ sum: SIMD16<Int32>, _ acc: inout SIMD16<Float>) {
+                let yd = x.scales(token: token &+ k).load(fromByteOffset: b &* 4, as: Float.self)
+                acc.addProduct(d * SIMD16(repeating: yd), ByteDotProduct.toFloat(sum))
+            }
+            finish(0, sums.0, &accs.0)
+            if count > 1 { finish(1, sums.1, &accs.1) }
+            if count > 2 { finish(2, sums.2, &accs.2) }
+            if count > 3 { finish(3, sums.3, &accs.3) }
+        }
+        store(accs, token: token, count: count, out: out, stride: stride)
+    }
+
+    /// Writes the first `count` accumulators: 16 floats for token `token + k` at `out + (token + k) · stride`.
+    @inline(__always)
+    static func store(
+        _ accs: (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>), token: Int, count: Int,
+        out: UnsafeMutablePointer<Float>, stride: Int
+    ) {
         @inline(__always) func store(_ k: Int, _ acc: SIMD16<Float>) {
             UnsafeMutableRawPointer(out + (token &+ k) &* stride).storeBytes(of: acc, as: SIMD16<Float>.self)
         }

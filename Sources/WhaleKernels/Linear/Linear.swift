@@ -73,17 +73,88 @@ public enum Linear {
             pool.parallelFor(chunks) { chunk in FloatKernels.rows(job, input: x, rows: rowRange(chunk)) }
         default:
             let x = workspace.quantize(input, tokens: tokens, columns: weight.columns, for: weight.type, pool: pool)
-            if weight.layout == .interleaved {
-                precondition(InterleavedRows.hasKernels, "Linear: this build has no kernels for interleaved weights")
-                pool.parallelFor(chunks) { chunk in InterleavedKernels.rows(job, x, rows: rowRange(chunk)) }
-                return
+            pool.parallelFor(chunks) { chunk in quantizedRows(job, x, rows: rowRange(chunk)) }
+        }
+    }
+
+    /// One product of several given to `apply(_:pool:workspace:)`: `output = weight · input` for `tokens`
+    /// rows of input, as in `apply(_:input:tokens:output:pool:workspace:)`.
+    public struct Product {
+        public let weight: WeightMatrix
+        public let input: UnsafePointer<Float>
+        public let tokens: Int
+        public let output: UnsafeMutablePointer<Float>
+
+        public init(
+            _ weight: WeightMatrix, input: UnsafePointer<Float>, tokens: Int, output: UnsafeMutablePointer<Float>
+        ) {
+            self.weight = weight
+            self.input = input
+            self.tokens = tokens
+            self.output = output
+        }
+    }
+
+    /// Several independent products as one parallel job: every product's rows are split into chunks as a
+    /// single product's are, and the pool's threads claim chunks from all of them — so that small products
+    /// (a decode step's experts: a few hundred kilobytes each) do not each pay a dispatch and a wait for
+    /// the slowest thread. Products with the same input and weight type share its quantization (an
+    /// expert's gate and up). Each output is exactly what `apply` on that product alone writes.
+    ///
+    /// - Precondition: as for each product alone; no output overlaps an input or another output.
+    @inline(never)
+    public static func apply(_ products: UnsafeBufferPointer<Product>, pool: ThreadPool, workspace: LinearWorkspace) {
+        let isBatchable = products.allSatisfy { product in
+            switch product.weight.type {
+            case .f32, .f16, .bf16, .f8E4M3: false
+            default:
+                supports(product.weight.type) && product.tokens > 0 && product.weight.rows > 0
+                    && product.weight.columns > 0
             }
+        }
+        guard isBatchable, products.count > 1 else {
+            for product in products {
+                apply(
+                    product.weight, input: product.input, tokens: product.tokens, output: product.output, pool: pool,
+                    workspace: workspace)
+            }
+            return
+        }
+        let activations = workspace.quantize(products, pool: pool)
+        withUnsafeTemporaryAllocation(
+            of: (job: LinearJob, rowsPerChunk: Int, firstChunk: Int).self, capacity: products.count
+        ) {
+            parts in
+            var chunks = 0
+            for (index, product) in products.enumerated() {
+                let job = LinearJob(weight: product.weight, tokens: product.tokens, output: product.output)
+                let rowsPerChunk = chunkRows(job, threads: pool.threadCount)
+                (parts.baseAddress! + index).initialize(to: (job, rowsPerChunk, chunks))
+                chunks += (product.weight.rows + rowsPerChunk - 1) / rowsPerChunk
+            }
+            let parts = UnsafeBufferPointer(parts)
             pool.parallelFor(chunks) { chunk in
-                switch weight.type {
-                case .q4_K, .q6_K: KQuantKernels.rows(job, x, rows: rowRange(chunk))
-                default: LegacyKernels.rows(job, x, rows: rowRange(chunk))
-                }
+                var index = 0
+                while index + 1 < parts.count && parts[index + 1].firstChunk <= chunk { index += 1 }
+                let part = parts[index]
+                let first = (chunk - part.firstChunk) * part.rowsPerChunk
+                quantizedRows(
+                    part.job, activations[index], rows: first..<min(part.job.rows, first + part.rowsPerChunk))
             }
+        }
+    }
+
+    /// Rows `rows` of a quantized product, with the kernel for its type and layout.
+    @inline(__always)
+    static func quantizedRows(_ job: LinearJob, _ x: QuantizedActivations, rows: Range<Int>) {
+        if job.layout == .interleaved {
+            precondition(InterleavedRows.hasKernels, "Linear: this build has no kernels for interleaved weights")
+            InterleavedKernels.rows(job, x, rows: rows)
+            return
+        }
+        switch job.type {
+        case .q4_K, .q6_K: KQuantKernels.rows(job, x, rows: rows)
+        default: LegacyKernels.rows(job, x, rows: rows)
         }
     }
 

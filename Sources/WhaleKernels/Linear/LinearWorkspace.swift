@@ -65,6 +65,49 @@ public final class LinearWorkspace {
         return UnsafePointer(out)
     }
 
+    /// The activations of each product, quantized for its weight type, in one region of this workspace
+    /// (valid until the next call); products with the same input, token count and weight type share one.
+    func quantize(_ products: UnsafeBufferPointer<Linear.Product>, pool: ThreadPool) -> [QuantizedActivations] {
+        var sizes: [QuantizedActivations.Sizes] = []
+        var offsets: [Int] = []
+        var sources: [Int] = []  // per product: the earlier product whose activations it shares, or itself
+        var total = 0
+        for (index, product) in products.enumerated() {
+            let type = product.weight.type
+            if let earlier = products.indices.prefix(index).first(where: {
+                products[$0].input == product.input && products[$0].tokens == product.tokens
+                    && products[$0].weight.type == type && products[$0].weight.columns == product.weight.columns
+            }) {
+                sizes.append(sizes[earlier])
+                offsets.append(offsets[earlier])
+                sources.append(earlier)
+                continue
+            }
+            let size = QuantizedActivations.Sizes(
+                layout: ActivationLayout(type), tokens: product.tokens, columns: product.weight.columns,
+                codeOffset: ActivationLayout.codeOffset(type))
+            sizes.append(size)
+            offsets.append(total)
+            sources.append(index)
+            total += (size.byteCount + 63) & ~63
+        }
+        let base = reserve(total)
+        var activations: [QuantizedActivations] = []
+        activations.reserveCapacity(products.count)
+        for (index, product) in products.enumerated() {
+            let x = QuantizedActivations(base: base + offsets[index], sizes: sizes[index])
+            activations.append(x)
+            guard sources[index] == index else { continue }
+            let columns = product.weight.columns
+            if product.tokens >= 8 {
+                pool.parallelFor(product.tokens) { token in x.quantize(product.input + token * columns, token: token) }
+            } else {
+                for token in 0..<product.tokens { x.quantize(product.input + token * columns, token: token) }
+            }
+        }
+        return activations
+    }
+
     /// Quantizes `tokens` rows of `columns` floats for `weightType`'s kernel and returns where the results
     /// live inside this workspace (valid until the next call).
     func quantize(

@@ -92,12 +92,14 @@ public struct WeightMatrix: @unchecked Sendable {
     public func dequantizeRow(_ r: Int, into destination: UnsafeMutablePointer<Float>) {
         if layout == .interleaved {
             // Block by block through a small buffer: a row lookup (an embedding) allocates nothing.
-            withUnsafeTemporaryAllocation(byteCount: 64, alignment: 16) { buffer in
-                for b in 0..<(columns / 32) {
+            let blockSize = type.blockSize
+            withUnsafeTemporaryAllocation(byteCount: type.bytesPerBlock, alignment: 16) { buffer in
+                for b in 0..<(columns / blockSize) {
                     InterleavedRows.unpackBlock(
                         type, rowBytes: rowBytes, data: data, row: r, block: b, into: buffer.baseAddress!)
                     Dequantize.run(
-                        type, from: UnsafeRawPointer(buffer.baseAddress!), count: 32, into: destination + b * 32)
+                        type, from: UnsafeRawPointer(buffer.baseAddress!), count: blockSize,
+                        into: destination + b * blockSize)
                 }
             }
             return

@@ -69,8 +69,11 @@ struct FeedForward: FeedForwardBlock {
         defer { arena.rewind(to: mark) }
         let gated = arena.floats(count * width)  // [T, width]
         let upped = arena.floats(count * width)  // [T, width]
-        context.linear(gate, x, tokens: count, into: gated)
-        context.linear(up, x, tokens: count, into: upped)
+        // One parallel job, one quantization of x.
+        context.linear([
+            Linear.Product(gate, input: x, tokens: count, output: gated),
+            Linear.Product(up, input: x, tokens: count, output: upped),
+        ])
         Ops.swiGLU(gate: gated, up: upped, rows: count, n: width)
         context.linear(down, gated, tokens: count, into: output)
     }

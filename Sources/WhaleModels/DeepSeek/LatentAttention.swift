@@ -66,19 +66,25 @@ struct LatentAttention: AttentionBlock {
         let mark = arena.mark
         defer { arena.rewind(to: mark) }
         let q = arena.floats(n * s.queryWidth)  // [T, heads, dn + dr]
+        let kvWidth = s.latentRank + s.ropeDim
+        let kv = arena.floats(n * kvWidth)  // [T, rank + dr]
         if let queryA, let queryANorm {
             let compressed = arena.floats(n * queryA.rows)  // [T, qLoraRank]
-            context.linear(queryA, x, tokens: n, into: compressed)
+            // Both down-projections of x as one parallel job.
+            context.linear([
+                Linear.Product(queryA, input: x, tokens: n, output: compressed),
+                Linear.Product(keyValueA, input: x, tokens: n, output: kv),
+            ])
             Ops.rmsNorm(
                 compressed, weight: queryANorm, rows: n, n: queryA.rows, eps: s.latentNormEps, output: compressed)
             context.linear(query, compressed, tokens: n, into: q)
         } else {
-            context.linear(query, x, tokens: n, into: q)
+            context.linear([
+                Linear.Product(query, input: x, tokens: n, output: q),
+                Linear.Product(keyValueA, input: x, tokens: n, output: kv),
+            ])
         }
         context.tap("q", layer, q, [n, s.queryWidth])
-        let kvWidth = s.latentRank + s.ropeDim
-        let kv = arena.floats(n * kvWidth)  // [T, rank + dr]
-        context.linear(keyValueA, x, tokens: n, into: kv)
         let views = arena.buffer(Attention.TokenView.self, count: n)  // [T]
         for t in 0..<n {
             let position = pass.positions[t]
@@ -124,14 +130,21 @@ struct LatentAttention: AttentionBlock {
         let mark = arena.mark
         defer { arena.rewind(to: mark) }
         // (W_UKᴴ)ᵀ·q_nopeᴴ for every head: the query in latent space.
-        let nope = arena.floats(n * s.nopeDim)  // [T, dn]: one head's no-rope queries
+        // Every head's product in one parallel job: each is small (rank × dn weights).
+        let nope = arena.floats(s.heads * n * s.nopeDim)  // [heads, T, dn]: the no-rope queries
         let latentQueries = arena.floats(s.heads * n * rank)  // [heads, T, rank]
         for h in 0..<s.heads {
             for t in 0..<n {
-                (nope + t * s.nopeDim).update(from: q + t * s.queryWidth + h * s.queryHeadDim, count: s.nopeDim)
+                (nope + (h * n + t) * s.nopeDim).update(
+                    from: q + t * s.queryWidth + h * s.queryHeadDim, count: s.nopeDim)
             }
-            context.linear(keyUpTransposed[h], nope, tokens: n, into: latentQueries + h * n * rank)
         }
+        context.linear(
+            (0..<s.heads).map { h in
+                Linear.Product(
+                    keyUpTransposed[h], input: nope + h * n * s.nopeDim, tokens: n,
+                    output: latentQueries + h * n * rank)
+            })
         let latentOutputs = arena.floats(s.heads * n * rank)  // [heads, T, rank]: Σ_j weight_j · c(j)
         let weights = context.taps == nil ? nil : arena.floats(s.heads * n * pass.longestContext)
         Attention.latent(
@@ -143,11 +156,16 @@ struct LatentAttention: AttentionBlock {
             arena: arena)
         if let weights { context.tapAttentionWeights(weights, heads: s.heads, pass: pass, layer: layer) }
         // W_UV per head, then heads side by side.
-        let values = arena.floats(n * s.valueDim)  // [T, dv]: one head's values
+        let values = arena.floats(s.heads * n * s.valueDim)  // [heads, T, dv]
+        context.linear(
+            (0..<s.heads).map { h in
+                Linear.Product(
+                    valueUp[h], input: latentOutputs + h * n * rank, tokens: n, output: values + h * n * s.valueDim)
+            })
         for h in 0..<s.heads {
-            context.linear(valueUp[h], latentOutputs + h * n * rank, tokens: n, into: values)
             for t in 0..<n {
-                (attended + (t * s.heads + h) * s.valueDim).update(from: values + t * s.valueDim, count: s.valueDim)
+                (attended + (t * s.heads + h) * s.valueDim).update(
+                    from: values + (h * n + t) * s.valueDim, count: s.valueDim)
             }
         }
     }

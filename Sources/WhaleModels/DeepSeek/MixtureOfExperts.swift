@@ -190,6 +190,12 @@ struct MixtureOfExperts: FeedForwardBlock {
             fill[chosen[i]] += 1
         }
 
+        if context.taps == nil, n <= Self.batchedTokens, let inner = uniformWidth(starts) {
+            applyBatched(
+                x, count: n, output: output, starts: starts, entries: entries, weights: weights, inner: inner,
+                context: context)
+            return
+        }
         if let shared {
             shared.apply(x, count: n, layer: layer, output: output, context: context)
             context.tap("shared_out", layer, output, [n, width])
@@ -218,5 +224,79 @@ struct MixtureOfExperts: FeedForwardBlock {
             }
         }
         if let routedOnly { context.tap("moe_out", layer, routedOnly, [n, width]) }
+    }
+
+    /// Up to this many tokens per pass, the chosen experts run as one parallel job per stage
+    /// (`applyBatched`): a decode step's expert matrices are small (DeepSeek-V3's: 7 × 2048 × 7168 weights,
+    /// dsv3-mini's a few hundred kilobytes), and one job per expert spent much of the step dispatching and
+    /// waiting for the slowest thread.
+    static let batchedTokens = 16
+
+    /// The inner width shared by every chosen expert (`nil` if they differ: then one expert at a time).
+    private func uniformWidth(_ starts: UnsafeMutablePointer<Int>) -> Int? {
+        var width: Int?
+        for expert in experts.indices where starts[expert + 1] > starts[expert] {
+            if let width, width != experts[expert].width { return nil }
+            width = experts[expert].width
+        }
+        return width
+    }
+
+    /// The same sums as the one-expert-at-a-time path, bit for bit (each product's rows are computed alike,
+    /// and the weighted outputs are added in the same order), with three parallel jobs in all: the gate and
+    /// up products of the shared and every chosen expert, then their down products.
+    private func applyBatched(
+        _ x: UnsafePointer<Float>, count n: Int, output: UnsafeMutablePointer<Float>, starts: UnsafeMutablePointer<Int>,
+        entries: UnsafeMutablePointer<Int>, weights: UnsafeMutablePointer<Float>, inner: Int, context: ForwardContext
+    ) {
+        let width = router.columns
+        let k = routing.expertsPerToken
+        let pairs = n * k
+        let arena = context.arena
+        let mark = arena.mark
+        defer { arena.rewind(to: mark) }
+        let gathered = arena.floats(pairs * width)  // [T·k, hidden]: each expert's tokens, experts in order
+        for row in 0..<pairs {
+            (gathered + row * width).update(from: x + (entries[row] / k) * width, count: width)
+        }
+        let gated = arena.floats(pairs * inner)  // [T·k, inner]
+        let upped = arena.floats(pairs * inner)  // [T·k, inner]
+        let result = arena.floats(pairs * width)  // [T·k, hidden]
+        let sharedWidth = shared?.width ?? 0
+        let sharedGated = arena.floats(n * sharedWidth)  // [T, shared inner]
+        let sharedUpped = arena.floats(n * sharedWidth)  // [T, shared inner]
+        let chosen = experts.indices.filter { starts[$0 + 1] > starts[$0] }
+        var first: [Linear.Product] = []
+        var second: [Linear.Product] = []
+        if let shared {
+            first.append(Linear.Product(shared.gate, input: x, tokens: n, output: sharedGated))
+            first.append(Linear.Product(shared.up, input: x, tokens: n, output: sharedUpped))
+            second.append(Linear.Product(shared.down, input: sharedGated, tokens: n, output: output))
+        } else {
+            output.initialize(repeating: 0, count: n * width)
+        }
+        for expert in chosen {
+            let start = starts[expert]
+            let tokens = starts[expert + 1] - start
+            let input = UnsafePointer(gathered + start * width)
+            first.append(
+                Linear.Product(experts[expert].gate, input: input, tokens: tokens, output: gated + start * inner))
+            first.append(
+                Linear.Product(experts[expert].up, input: input, tokens: tokens, output: upped + start * inner))
+            second.append(
+                Linear.Product(
+                    experts[expert].down, input: gated + start * inner, tokens: tokens, output: result + start * width))
+        }
+        context.linear(first)
+        if sharedWidth > 0 { Ops.swiGLU(gate: sharedGated, up: sharedUpped, rows: n, n: sharedWidth) }
+        Ops.swiGLU(gate: gated, up: upped, rows: pairs, n: inner)
+        context.linear(second)
+        for row in 0..<pairs {
+            let entry = entries[row]
+            let weight = weights[entry]
+            let source = result + row * width
+            let destination = output + (entry / k) * width
+            for i in 0..<width { destination[i] += weight * source[i] }
+        }
     }
 }
