@@ -13,6 +13,8 @@ struct LinearTests {
         .f32: 1e-5, .f16: 1e-5, .bf16: 1e-5,
         .q8_0: 0, .q4_0: 0, .q4_1: 0, .q5_0: 0, .q5_1: 0,
         .q4_K: 1e-5, .q6_K: 1e-5,
+        // Float activations, dequantized rows: only the float32 summation order differs.
+        .q5_K: 1e-5, .q3_K: 1e-5, .q2_K: 1e-5,
     ]
 
     /// F8_E4M3 has its own tests (LinearFP8Tests): random bytes include its NaN codes, and its block scales
@@ -29,7 +31,7 @@ struct LinearTests {
         for type in DType.allCases {
             #expect(Linear.supports(type) == Linear.supportedTypes.contains(type), "\(type)")
         }
-        #expect(Linear.supports(.q4_1) && Linear.supports(.q8_0) && !Linear.supports(.q3_K))
+        #expect(Linear.supports(.q4_1) && Linear.supports(.q8_0) && !Linear.supports(.iq2_XXS))
     }
 
     @Test("apply matches reference", arguments: types, [1, 2])
@@ -293,6 +295,13 @@ final class TestMatrix {
                     setHalf(block, 0.002 + 0.01 * abs(random.uniform()))
                     setHalf(block + 2, 0.002 + 0.01 * abs(random.uniform()))
                 case .q6_K: setHalf(block + 208, 0.0005 + 0.002 * abs(random.uniform()))
+                case .q5_K:
+                    setHalf(block, 0.002 + 0.01 * abs(random.uniform()))
+                    setHalf(block + 2, 0.002 + 0.01 * abs(random.uniform()))
+                case .q3_K: setHalf(block + 108, 0.002 + 0.01 * abs(random.uniform()))
+                case .q2_K:
+                    setHalf(block + 80, 0.002 + 0.01 * abs(random.uniform()))
+                    setHalf(block + 82, 0.002 + 0.01 * abs(random.uniform()))
                 case .q4_1, .q5_1:
                     setHalf(block, 0.002 + 0.02 * abs(random.uniform()))
                     setHalf(block + 2, 0.1 * random.uniform())

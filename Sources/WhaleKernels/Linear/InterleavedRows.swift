@@ -4,29 +4,35 @@ import WhaleCore
     import _Builtin_intrinsics.intel
 #endif
 
-// [INTERLEAVED_ROWS] Q4_0, Q4_1 and Q8_0 weights repacked at load into groups of 16 rows, so that one 512-bit
-// byte dot product (`vpdpbusd`) multiplies four columns of sixteen rows by the same four activation values
-// (broadcast): its sixteen 32-bit lanes are sixteen rows' partial sums, and a block's eight such products
-// leave each lane holding its row's whole 32-element integer dot product. The float work — converting the
-// sum, scaling it by the weight's and the activation's d, adding Q4_1's minimum term — is then done once per
-// block for sixteen rows, instead of once per eight four-element lanes of one row in the file layout (which
-// spent five float instructions per byte product, measured: 80 % of a SmolLM2 prompt's time in the Q4_1
-// kernel). This is ik_llama.cpp's and llama.cpp's "repack" idea; the layout and kernels here are our own.
+// [INTERLEAVED_ROWS] Q4_0, Q4_1, Q8_0, Q4_K and Q6_K weights repacked at load into groups of 16 rows, so that
+// one 512-bit byte dot product (`vpdpbusd`) multiplies four columns of sixteen rows by the same four
+// activation values (broadcast): its sixteen 32-bit lanes are sixteen rows' partial sums, and a block's
+// products leave each lane holding its row's whole integer dot product for the block (or, for the K-quants,
+// for one 32- or 16-element group, then multiplied by the group's scale, all in 32-bit integers). The float
+// work — converting the sum, scaling it by the weight's and the activation's d, the minimum term of Q4_1 and
+// Q4_K — is then done once per block for sixteen rows, instead of once per eight four-element lanes of one
+// row in the file layout (which spent five float instructions per byte product, measured: 80 % of a SmolLM2
+// prompt's time in the Q4_1 kernel). This is ik_llama.cpp's and llama.cpp's "repack" idea; the layout and
+// kernels here are our own.
 //
-// Layout: the 16 rows of group g, block b (32 columns) are one "group block", the group's blocks in order
-// (so group g starts at g · 16 · rowBytes and the matrix keeps its size):
-// - d of rows 0…15 as float16 (32 bytes); Q4_1 then m of rows 0…15 (32 bytes);
-// - codes: for chunk k, 64 bytes holding, for row r, four bytes at 4r.
-//   Q8_0: chunk k (0…7) is the row's codes 4k…4k+3, stored + 128 (unsigned: `vpdpbusd` multiplies unsigned
-//   weights by signed activations; the activations' block sums take the 128 back off).
-//   Q4_0 / Q4_1: chunk k (0…3) is the row's packed bytes 4k…4k+3, whose low nibbles are elements 4k…4k+3
-//   and high nibbles elements 16+4k…16+4k+3, so one 64-byte load unpacks into two products' weights.
+// Layout: the 16 rows of group g, block b (32 columns, or a 256-column K-quant super-block) are one "group
+// block", the group's blocks in order (so group g starts at g · 16 · rowBytes and the matrix keeps its
+// size). A file block is split into float16 values and 32-bit words (`InterleavedRows.BlockForm`); in the
+// group block each float16 value is 16 rows side by side (32 bytes), each word 16 rows side by side (64
+// bytes, row r at 4r), so one load is one part of the block for all 16 rows:
+// - Q4_0 / Q8_0: d, then the codes' words; Q4_1: d, m, then the words. Q8_0's codes are stored + 128
+//   (unsigned: `vpdpbusd` multiplies unsigned weights by signed activations; the activations' block sums
+//   take the 128 back off). A Q4_0 / Q4_1 word k (0…3) holds elements 4k…4k+3 in its low nibbles and
+//   16+4k…16+4k+3 in its high ones, so one 64-byte load unpacks into two products' weights.
+// - Q4_K: the file's 36 words in order — (d, dmin), the three words of 6-bit scales and mins, 32 of codes.
+// - Q6_K: its 52 words (ql, qh, scales) in the order the kernel reads them (`InterleavedRows.Q6KSlots`),
+//   then d: in file order a decode step read each block out of order and ran at a third of the memory's speed.
 //
-// Summation: each block's integer sum is exact; per token the float steps are acc += (d_w·d_x)·sum
-// (+ m_w·s_x for Q4_1), block after block, the same steps whatever else is in the batch — a token's result
-// never depends on the token tile or thread split it was computed in (batch invariance). The order is not
-// llama.cpp's, so results differ from it in the last bits (quality is judged by KL divergence, see the
-// README's "Weight types").
+// Summation: each block's (or group's) integer sum is exact; per token the float steps are
+// acc += (d_w·d_x)·sum (+ the minimum term), block after block, the same steps whatever else is in the batch —
+// a token's result never depends on the token tile or thread split it was computed in (batch invariance). The
+// order is not llama.cpp's, so results differ from it in the last bits (quality is judged by KL divergence,
+// see the README's "Weight types").
 
 /// How a `WeightMatrix` stores its rows.
 public enum WeightLayout: Sendable, Equatable {

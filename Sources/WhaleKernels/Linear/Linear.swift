@@ -9,14 +9,14 @@ import WhaleCore
 public enum Linear {
     /// Weight types `apply` can multiply, in the order error messages list them.
     public static let supportedTypes: [DType] = [
-        .f32, .f16, .bf16, .f8E4M3, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K,
+        .f32, .f16, .bf16, .f8E4M3, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K, .q5_K, .q3_K, .q2_K,
     ]
 
     /// Whether `apply` (and `reference`) accept weights of this type; check before loading a model so that
     /// an unsupported file fails with an error that lists `supportedTypes` instead of a crash.
     public static func supports(_ type: DType) -> Bool {
         switch type {
-        case .f32, .f16, .bf16, .f8E4M3, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K: true
+        case .f32, .f16, .bf16, .f8E4M3, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q6_K, .q5_K, .q3_K, .q2_K: true
         default: false
         }
     }
@@ -68,6 +68,11 @@ public enum Linear {
             pool.parallelFor(chunks) { chunk, worker in
                 FP8Kernels.rows(job, input: input, rows: rowRange(chunk), row: rows + worker * weight.columns)
             }
+        case .q5_K, .q3_K, .q2_K:
+            let rows = workspace.widenedRows(columns: weight.columns, workers: pool.threadCount)
+            pool.parallelFor(chunks) { chunk, worker in
+                DequantizingKernels.rows(job, input: input, rows: rowRange(chunk), row: rows + worker * weight.columns)
+            }
         case .f16, .bf16:
             let x = workspace.deinterleave(input, tokens: tokens, columns: weight.columns)
             pool.parallelFor(chunks) { chunk in FloatKernels.rows(job, input: x, rows: rowRange(chunk)) }
@@ -106,7 +111,7 @@ public enum Linear {
     public static func apply(_ products: UnsafeBufferPointer<Product>, pool: ThreadPool, workspace: LinearWorkspace) {
         let isBatchable = products.allSatisfy { product in
             switch product.weight.type {
-            case .f32, .f16, .bf16, .f8E4M3: false
+            case .f32, .f16, .bf16, .f8E4M3, .q5_K, .q3_K, .q2_K: false
             default:
                 supports(product.weight.type) && product.tokens > 0 && product.weight.rows > 0
                     && product.weight.columns > 0

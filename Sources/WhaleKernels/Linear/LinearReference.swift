@@ -24,7 +24,7 @@ extension Linear {
         let rows = weight.rows
         let columns = weight.columns
         switch weight.type {
-        case .f32, .f16, .bf16, .f8E4M3:
+        case .f32, .f16, .bf16, .f8E4M3, .q5_K, .q3_K, .q2_K:
             var row = [Float](repeating: 0, count: columns)
             for r in 0..<rows {
                 row.withUnsafeMutableBufferPointer { weight.dequantizeRow(r, into: $0.baseAddress!) }
