@@ -392,6 +392,69 @@ enum InterleavedKernels {
         }
     }
 
+    /// Eight words of 16 rows' codes (one per lane).
+    typealias Words8 = (
+        SIMD16<UInt32>, SIMD16<UInt32>, SIMD16<UInt32>, SIMD16<UInt32>, SIMD16<UInt32>, SIMD16<UInt32>,
+        SIMD16<UInt32>, SIMD16<UInt32>
+    )
+
+    /// The eight code words at `codes` (64 bytes apart), shifted right by `shift` and masked to their nibbles.
+    /// Built from calls, not one tuple of operator expressions, so Swift 6.0's type checker stays fast.
+    @inline(__always)
+    static func nibbles(_ codes: UnsafeRawPointer, shift: UInt32) -> Words8 {
+        @inline(__always) func at(_ j: Int) -> SIMD16<UInt32> {
+            let word: SIMD16<UInt32> = codes.loadUnaligned(fromByteOffset: 64 &* j, as: SIMD16<UInt32>.self)
+            let shifted: SIMD16<UInt32> = word &>> shift
+            return shifted & 0x0F0F_0F0F
+        }
+        return (at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7))
+    }
+
+    /// A Q4_K group block's 16 rows of super-block scales (d, dmin), 6-bit group scales and mins.
+    struct Q4KScales {
+        let d: SIMD16<Float>
+        let dmin: SIMD16<Float>
+        /// Byte g of `low` / `high` is the scale of group g / g + 4 (ggml's unpacking, per lane).
+        let low: SIMD16<UInt32>
+        let high: SIMD16<UInt32>
+        /// The mins as 16-bit pairs: groups (0, 2), (1, 3), (4, 6), (5, 7).
+        let mins02: SIMD16<UInt32>
+        let mins13: SIMD16<UInt32>
+        let mins46: SIMD16<UInt32>
+        let mins57: SIMD16<UInt32>
+
+        @inline(__always)
+        init(_ block: UnsafeRawPointer) {
+            let dm: SIMD16<UInt32> = block.loadUnaligned(as: SIMD16<UInt32>.self)
+            d = ByteDotProduct.halfToFloat(SIMD16<UInt16>(truncatingIfNeeded: dm))
+            let dminBits: SIMD16<UInt32> = dm &>> 16
+            dmin = ByteDotProduct.halfToFloat(SIMD16<UInt16>(truncatingIfNeeded: dminBits))
+            let u0: SIMD16<UInt32> = block.loadUnaligned(fromByteOffset: 64, as: SIMD16<UInt32>.self)
+            let u1: SIMD16<UInt32> = block.loadUnaligned(fromByteOffset: 128, as: SIMD16<UInt32>.self)
+            let u2: SIMD16<UInt32> = block.loadUnaligned(fromByteOffset: 192, as: SIMD16<UInt32>.self)
+            let scaleTops: SIMD16<UInt32> = ((u0 &>> 6) & 0x0303_0303) &<< 4
+            let minTops: SIMD16<UInt32> = ((u1 &>> 6) & 0x0303_0303) &<< 4
+            low = u0 & 0x3F3F_3F3F
+            high = (u2 & 0x0F0F_0F0F) | scaleTops
+            let minsLow: SIMD16<UInt32> = u1 & 0x3F3F_3F3F
+            let minsHigh: SIMD16<UInt32> = ((u2 &>> 4) & 0x0F0F_0F0F) | minTops
+            mins02 = minsLow & 0x00FF_00FF
+            mins13 = (minsLow &>> 8) & 0x00FF_00FF
+            mins46 = minsHigh & 0x00FF_00FF
+            mins57 = (minsHigh &>> 8) & 0x00FF_00FF
+        }
+
+        /// Group scales of chunk c's low (group 2c) and high (group 2c + 1) nibbles.
+        @inline(__always)
+        func chunk(_ c: Int) -> (low: SIMD16<Int32>, high: SIMD16<Int32>) {
+            let word: SIMD16<UInt32> = c < 2 ? low : high
+            let shift = UInt32(16 &* (c & 1))
+            let lowScale: SIMD16<UInt32> = (word &>> shift) & 0xFF
+            let highScale: SIMD16<UInt32> = (word &>> (shift &+ 8)) & 0xFF
+            return (unsafeBitCast(lowScale, to: SIMD16<Int32>.self), unsafeBitCast(highScale, to: SIMD16<Int32>.self))
+        }
+    }
+
     @inline(__always)
     static func q4KTile(
         _ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int, out: UnsafeMutablePointer<Float>,
@@ -399,69 +462,20 @@ enum InterleavedKernels {
     ) {
         var accs = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
         let blocks = x.sizes.blocks
-        let nibble = SIMD16<UInt32>(repeating: 0x0F0F_0F0F)
         for b in 0..<blocks {
             let block = w + b &* 2304
-            let dm = block.loadUnaligned(as: SIMD16<UInt32>.self)
-            let d = ByteDotProduct.halfToFloat(SIMD16<UInt16>(truncatingIfNeeded: dm))
-            let dmin = ByteDotProduct.halfToFloat(SIMD16<UInt16>(truncatingIfNeeded: dm &>> 16))
-            let u0 = block.loadUnaligned(fromByteOffset: 64, as: SIMD16<UInt32>.self)
-            let u1 = block.loadUnaligned(fromByteOffset: 128, as: SIMD16<UInt32>.self)
-            let u2 = block.loadUnaligned(fromByteOffset: 192, as: SIMD16<UInt32>.self)
-            // Byte g of scalesLow / scalesHigh is the scale of group g / g + 4 (ggml's unpacking, per lane).
-            let scalesLow: SIMD16<UInt32> = u0 & 0x3F3F_3F3F
-            let scalesHigh: SIMD16<UInt32> = (u2 & 0x0F0F_0F0F) | (((u0 &>> 6) & 0x0303_0303) &<< 4)
-            let minsLow: SIMD16<UInt32> = u1 & 0x3F3F_3F3F
-            let minsHigh: SIMD16<UInt32> = ((u2 &>> 4) & 0x0F0F_0F0F) | (((u1 &>> 6) & 0x0303_0303) &<< 4)
-            // The mins as 16-bit pairs: groups (0, 2), (1, 3), (4, 6), (5, 7).
-            let mins02: SIMD16<UInt32> = minsLow & 0x00FF_00FF
-            let mins13: SIMD16<UInt32> = (minsLow &>> 8) & 0x00FF_00FF
-            let mins46: SIMD16<UInt32> = minsHigh & 0x00FF_00FF
-            let mins57: SIMD16<UInt32> = (minsHigh &>> 8) & 0x00FF_00FF
+            let scales = Q4KScales(block)
             var sums = (SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>())
             for c in 0..<4 {
                 let codes = block + (256 &+ 512 &* c)
-                @inline(__always) func word(_ j: Int) -> SIMD16<UInt32> {
-                    codes.loadUnaligned(fromByteOffset: 64 &* j, as: SIMD16<UInt32>.self)
-                }
-                let p = (word(0), word(1), word(2), word(3), word(4), word(5), word(6), word(7))
-                let low = (
-                    p.0 & nibble, p.1 & nibble, p.2 & nibble, p.3 & nibble, p.4 & nibble, p.5 & nibble,
-                    p.6 & nibble, p.7 & nibble
-                )
-                let high = (
-                    (p.0 &>> 4) & nibble, (p.1 &>> 4) & nibble, (p.2 &>> 4) & nibble, (p.3 &>> 4) & nibble,
-                    (p.4 &>> 4) & nibble, (p.5 &>> 4) & nibble, (p.6 &>> 4) & nibble, (p.7 &>> 4) & nibble
-                )
-                let scaleWord = c < 2 ? scalesLow : scalesHigh
-                let shift = UInt32(16 &* (c & 1))
-                let lowScale = unsafeBitCast((scaleWord &>> shift) & 0xFF, to: SIMD16<Int32>.self)
-                let highScale = unsafeBitCast((scaleWord &>> (shift &+ 8)) & 0xFF, to: SIMD16<Int32>.self)
+                let low = nibbles(codes, shift: 0)
+                let high = nibbles(codes, shift: 4)
+                let chunkScales = scales.chunk(c)
                 // Where the chunk's elements are in the activations' Q4_K order (see QuantizedActivations).
                 let lowAt: Int = (c &>> 1) &* 128 &+ (c & 1) &* 32
-                let highAt: Int = lowAt &+ 64
                 @inline(__always) func accumulate(_ k: Int, _ sum: inout SIMD16<Int32>) {
                     let y = x.bytes(token: token &+ k) + b &* 256
-                    // Four independent chains; integer sums, so their split changes nothing.
-                    var low0 = ByteDotProduct.accumulate(.zero, low.0, broadcast(y, lowAt))
-                    var low1 = ByteDotProduct.accumulate(.zero, low.1, broadcast(y, lowAt &+ 4))
-                    var high0 = ByteDotProduct.accumulate(.zero, high.0, broadcast(y, highAt))
-                    var high1 = ByteDotProduct.accumulate(.zero, high.1, broadcast(y, highAt &+ 4))
-                    low0 = ByteDotProduct.accumulate(low0, low.2, broadcast(y, lowAt &+ 8))
-                    low1 = ByteDotProduct.accumulate(low1, low.3, broadcast(y, lowAt &+ 12))
-                    high0 = ByteDotProduct.accumulate(high0, high.2, broadcast(y, highAt &+ 8))
-                    high1 = ByteDotProduct.accumulate(high1, high.3, broadcast(y, highAt &+ 12))
-                    low0 = ByteDotProduct.accumulate(low0, low.4, broadcast(y, lowAt &+ 16))
-                    low1 = ByteDotProduct.accumulate(low1, low.5, broadcast(y, lowAt &+ 20))
-                    high0 = ByteDotProduct.accumulate(high0, high.4, broadcast(y, highAt &+ 16))
-                    high1 = ByteDotProduct.accumulate(high1, high.5, broadcast(y, highAt &+ 20))
-                    low0 = ByteDotProduct.accumulate(low0, low.6, broadcast(y, lowAt &+ 24))
-                    low1 = ByteDotProduct.accumulate(low1, low.7, broadcast(y, lowAt &+ 28))
-                    high0 = ByteDotProduct.accumulate(high0, high.6, broadcast(y, highAt &+ 24))
-                    high1 = ByteDotProduct.accumulate(high1, high.7, broadcast(y, highAt &+ 28))
-                    let lowSum: SIMD16<Int32> = (low0 &+ low1) &* lowScale
-                    let highSum: SIMD16<Int32> = (high0 &+ high1) &* highScale
-                    sum &+= lowSum &+ highSum
+                    sum &+= q4KChunkSum(low, high, y + lowAt, y + (lowAt &+ 64), chunkScales)
                 }
                 accumulate(0, &sums.0)
                 if count > 1 { accumulate(1, &sums.1) }
@@ -469,20 +483,7 @@ enum InterleavedKernels {
                 if count > 3 { accumulate(3, &sums.3) }
             }
             @inline(__always) func finish(_ k: Int, _ sum: SIMD16<Int32>, _ acc: inout SIMD16<Float>) {
-                let t = token &+ k
-                let yd = x.scales(token: t).load(fromByteOffset: b &* 4, as: Float.self)
-                let groupSums = x.groupSums32 + (t &* blocks &+ b) &* 8
-                @inline(__always) func pair(_ g: Int) -> SIMD16<UInt32> {
-                    let first = UInt32(UInt16(truncatingIfNeeded: groupSums[g]))
-                    let second = UInt32(UInt16(truncatingIfNeeded: groupSums[g &+ 2]))
-                    return SIMD16(repeating: first | second &<< 16)
-                }
-                var minimum = ByteDotProduct.accumulatePairs(.zero, mins02, pair(0))
-                minimum = ByteDotProduct.accumulatePairs(minimum, mins13, pair(1))
-                minimum = ByteDotProduct.accumulatePairs(minimum, mins46, pair(4))
-                minimum = ByteDotProduct.accumulatePairs(minimum, mins57, pair(5))
-                acc.addProduct(d * SIMD16(repeating: yd), ByteDotProduct.toFloat(sum))
-                acc.addProduct(dmin * SIMD16(repeating: -yd), ByteDotProduct.exactFloat(minimum))
+                q4KFinish(scales, sum, x, token: token &+ k, block: b, &acc)
             }
             finish(0, sums.0, &accs.0)
             if count > 1 { finish(1, sums.1, &accs.1) }
@@ -490,6 +491,59 @@ enum InterleavedKernels {
             if count > 3 { finish(3, sums.3, &accs.3) }
         }
         store(accs, token: token, count: count, out: out, stride: stride)
+    }
+
+    /// One token's scaled sum over a Q4_K chunk: the low nibbles against the activations at `lowY`, the high
+    /// ones against `highY`, each 32-element sum times its group's scale.
+    @inline(__always)
+    static func q4KChunkSum(
+        _ low: Words8, _ high: Words8, _ lowY: UnsafeRawPointer, _ highY: UnsafeRawPointer,
+        _ scales: (low: SIMD16<Int32>, high: SIMD16<Int32>)
+    ) -> SIMD16<Int32> {
+        // Four independent chains; integer sums, so their split changes nothing.
+        var low0 = ByteDotProduct.accumulate(.zero, low.0, broadcast(lowY, 0))
+        var low1 = ByteDotProduct.accumulate(.zero, low.1, broadcast(lowY, 4))
+        var high0 = ByteDotProduct.accumulate(.zero, high.0, broadcast(highY, 0))
+        var high1 = ByteDotProduct.accumulate(.zero, high.1, broadcast(highY, 4))
+        low0 = ByteDotProduct.accumulate(low0, low.2, broadcast(lowY, 8))
+        low1 = ByteDotProduct.accumulate(low1, low.3, broadcast(lowY, 12))
+        high0 = ByteDotProduct.accumulate(high0, high.2, broadcast(highY, 8))
+        high1 = ByteDotProduct.accumulate(high1, high.3, broadcast(highY, 12))
+        low0 = ByteDotProduct.accumulate(low0, low.4, broadcast(lowY, 16))
+        low1 = ByteDotProduct.accumulate(low1, low.5, broadcast(lowY, 20))
+        high0 = ByteDotProduct.accumulate(high0, high.4, broadcast(highY, 16))
+        high1 = ByteDotProduct.accumulate(high1, high.5, broadcast(highY, 20))
+        low0 = ByteDotProduct.accumulate(low0, low.6, broadcast(lowY, 24))
+        low1 = ByteDotProduct.accumulate(low1, low.7, broadcast(lowY, 28))
+        high0 = ByteDotProduct.accumulate(high0, high.6, broadcast(highY, 24))
+        high1 = ByteDotProduct.accumulate(high1, high.7, broadcast(highY, 28))
+        let lowSum: SIMD16<Int32> = (low0 &+ low1) &* scales.low
+        let highSum: SIMD16<Int32> = (high0 &+ high1) &* scales.high
+        return lowSum &+ highSum
+    }
+
+    /// Adds one token's super-block to its accumulator: d · yd · Σ (scaled group sums) − dmin · yd · Σ_g m_g Σq_g.
+    @inline(__always)
+    static func q4KFinish(
+        _ scales: Q4KScales, _ sum: SIMD16<Int32>, _ x: QuantizedActivations, token t: Int, block b: Int,
+        _ acc: inout SIMD16<Float>
+    ) {
+        let yd = x.scales(token: t).load(fromByteOffset: b &* 4, as: Float.self)
+        let groupSums = x.groupSums32 + (t &* x.sizes.blocks &+ b) &* 8
+        @inline(__always) func pair(_ g: Int) -> SIMD16<UInt32> {
+            let first = UInt32(UInt16(truncatingIfNeeded: groupSums[g]))
+            let second = UInt32(UInt16(truncatingIfNeeded: groupSums[g &+ 2]))
+            let both: UInt32 = first | second &<< 16
+            return SIMD16(repeating: both)
+        }
+        var minimum = ByteDotProduct.accumulatePairs(.zero, scales.mins02, pair(0))
+        minimum = ByteDotProduct.accumulatePairs(minimum, scales.mins13, pair(1))
+        minimum = ByteDotProduct.accumulatePairs(minimum, scales.mins46, pair(4))
+        minimum = ByteDotProduct.accumulatePairs(minimum, scales.mins57, pair(5))
+        let scale: SIMD16<Float> = scales.d * SIMD16(repeating: yd)
+        let minScale: SIMD16<Float> = scales.dmin * SIMD16(repeating: -yd)
+        acc.addProduct(scale, ByteDotProduct.toFloat(sum))
+        acc.addProduct(minScale, ByteDotProduct.exactFloat(minimum))
     }
 
     // MARK: Q6_K
@@ -515,66 +569,24 @@ enum InterleavedKernels {
     ) {
         var accs = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
         let blocks = x.sizes.blocks
-        let nibble = SIMD16<UInt32>(repeating: 0x0F0F_0F0F)
-        let pair = SIMD16<UInt32>(repeating: 0x0303_0303)
         for b in 0..<blocks {
             let block = w + b &* 3360
-            let d = ByteDotProduct.halfToFloat(block.loadUnaligned(fromByteOffset: 3328, as: SIMD16<UInt16>.self))
+            let dBits: SIMD16<UInt16> = block.loadUnaligned(fromByteOffset: 3328, as: SIMD16<UInt16>.self)
+            let d = ByteDotProduct.halfToFloat(dBits)
             var sums = (SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>())
             for h in 0..<2 {
                 for m in 0..<2 {
-                    @inline(__always) func codes(_ j: Int) -> (SIMD16<UInt32>, SIMD16<UInt32>) {
-                        let ql = block.loadUnaligned(
-                            fromByteOffset: 64 &* InterleavedRows.Q6KSlots.low(half: h, part: m, word: j),
-                            as: SIMD16<UInt32>.self)
-                        let qh = block.loadUnaligned(
-                            fromByteOffset: 64 &* InterleavedRows.Q6KSlots.high(half: h, word: j),
-                            as: SIMD16<UInt32>.self)
-                        let first: SIMD16<UInt32> = (ql & nibble) | (((qh &>> UInt32(2 &* m)) & pair) &<< 4)
-                        let second: SIMD16<UInt32> =
-                            ((ql &>> 4) & nibble) | (((qh &>> UInt32(2 &* m &+ 4)) & pair) &<< 4)
-                        return (first, second)
-                    }
-                    let c0 = codes(0), c1 = codes(1), c2 = codes(2), c3 = codes(3)
-                    let c4 = codes(4), c5 = codes(5), c6 = codes(6), c7 = codes(7)
+                    let codes = q6KCodes(block, half: h, part: m)
                     // The four 16-element groups: 8h + 2m, + 1 (first codes), 8h + 2m + 4, + 5 (second).
                     let group = 8 &* h &+ 2 &* m
-                    @inline(__always) func scale(_ g: Int) -> SIMD16<Int32> {
-                        let word = block.loadUnaligned(
-                            fromByteOffset: 64 &* InterleavedRows.Q6KSlots.scales(word: g &>> 2),
-                            as: SIMD16<UInt32>.self)
-                        let top = unsafeBitCast(word &<< UInt32(24 &- 8 &* (g & 3)), to: SIMD16<Int32>.self)
-                        return top &>> 24
-                    }
-                    let scales = (scale(group), scale(group &+ 1), scale(group &+ 4), scale(group &+ 5))
+                    let scales = q6KScales(block, group: group)
                     let firstAt: Int = 128 &* h &+ 32 &* m
-                    let secondAt: Int = firstAt &+ 64
                     @inline(__always) func accumulate(_ k: Int, _ sum: inout SIMD16<Int32>) {
                         let t = token &+ k
                         let y = x.bytes(token: t) + b &* 256
-                        let groupSums = x.groupSums + (t &* x.sizes.groupsPerToken &+ b &* 16)
-                        @inline(__always) func start(_ g: Int) -> SIMD16<Int32> {
-                            SIMD16(repeating: 0 &- (groupSums[g] &<< 5))
-                        }
-                        var s0 = ByteDotProduct.accumulate(start(group), c0.0, broadcast(y, firstAt))
-                        var s1 = ByteDotProduct.accumulate(start(group &+ 1), c4.0, broadcast(y, firstAt &+ 16))
-                        var s2 = ByteDotProduct.accumulate(start(group &+ 4), c0.1, broadcast(y, secondAt))
-                        var s3 = ByteDotProduct.accumulate(start(group &+ 5), c4.1, broadcast(y, secondAt &+ 16))
-                        s0 = ByteDotProduct.accumulate(s0, c1.0, broadcast(y, firstAt &+ 4))
-                        s1 = ByteDotProduct.accumulate(s1, c5.0, broadcast(y, firstAt &+ 20))
-                        s2 = ByteDotProduct.accumulate(s2, c1.1, broadcast(y, secondAt &+ 4))
-                        s3 = ByteDotProduct.accumulate(s3, c5.1, broadcast(y, secondAt &+ 20))
-                        s0 = ByteDotProduct.accumulate(s0, c2.0, broadcast(y, firstAt &+ 8))
-                        s1 = ByteDotProduct.accumulate(s1, c6.0, broadcast(y, firstAt &+ 24))
-                        s2 = ByteDotProduct.accumulate(s2, c2.1, broadcast(y, secondAt &+ 8))
-                        s3 = ByteDotProduct.accumulate(s3, c6.1, broadcast(y, secondAt &+ 24))
-                        s0 = ByteDotProduct.accumulate(s0, c3.0, broadcast(y, firstAt &+ 12))
-                        s1 = ByteDotProduct.accumulate(s1, c7.0, broadcast(y, firstAt &+ 28))
-                        s2 = ByteDotProduct.accumulate(s2, c3.1, broadcast(y, secondAt &+ 12))
-                        s3 = ByteDotProduct.accumulate(s3, c7.1, broadcast(y, secondAt &+ 28))
-                        let firstSum: SIMD16<Int32> = s0 &* scales.0 &+ s1 &* scales.1
-                        let secondSum: SIMD16<Int32> = s2 &* scales.2 &+ s3 &* scales.3
-                        sum &+= firstSum &+ secondSum
+                        let firstGroup: Int = t &* x.sizes.groupsPerToken &+ b &* 16 &+ group
+                        let groupSums = x.groupSums + firstGroup
+                        sum &+= q6KPartSum(codes, y + firstAt, y + (firstAt &+ 64), groupSums, scales)
                     }
                     accumulate(0, &sums.0)
                     if count > 1 { accumulate(1, &sums.1) }
@@ -584,7 +596,8 @@ enum InterleavedKernels {
             }
             @inline(__always) func finish(_ k: Int, _ sum: SIMD16<Int32>, _ acc: inout SIMD16<Float>) {
                 let yd = x.scales(token: token &+ k).load(fromByteOffset: b &* 4, as: Float.self)
-                acc.addProduct(d * SIMD16(repeating: yd), ByteDotProduct.toFloat(sum))
+                let scale: SIMD16<Float> = d * SIMD16(repeating: yd)
+                acc.addProduct(scale, ByteDotProduct.toFloat(sum))
             }
             finish(0, sums.0, &accs.0)
             if count > 1 { finish(1, sums.1, &accs.1) }
@@ -592,6 +605,84 @@ enum InterleavedKernels {
             if count > 3 { finish(3, sums.3, &accs.3) }
         }
         store(accs, token: token, count: count, out: out, stride: stride)
+    }
+
+    /// The 6-bit codes of part m of half h of a Q6_K group block: `first` word j holds elements
+    /// 128h + 32m + 4j… (low nibbles, qh bits 2m), `second` word j elements 64 further (high nibbles, qh
+    /// bits 2m + 4).
+    @inline(__always)
+    static func q6KCodes(_ block: UnsafeRawPointer, half h: Int, part m: Int) -> (first: Words8, second: Words8) {
+        let firstShift = UInt32(2 &* m)
+        let secondShift = UInt32(2 &* m &+ 4)
+        @inline(__always) func first(_ j: Int) -> SIMD16<UInt32> {
+            let ql: SIMD16<UInt32> = block.loadUnaligned(
+                fromByteOffset: 64 &* InterleavedRows.Q6KSlots.low(half: h, part: m, word: j), as: SIMD16<UInt32>.self)
+            let qh: SIMD16<UInt32> = block.loadUnaligned(
+                fromByteOffset: 64 &* InterleavedRows.Q6KSlots.high(half: h, word: j), as: SIMD16<UInt32>.self)
+            let top: SIMD16<UInt32> = ((qh &>> firstShift) & 0x0303_0303) &<< 4
+            return (ql & 0x0F0F_0F0F) | top
+        }
+        @inline(__always) func second(_ j: Int) -> SIMD16<UInt32> {
+            let ql: SIMD16<UInt32> = block.loadUnaligned(
+                fromByteOffset: 64 &* InterleavedRows.Q6KSlots.low(half: h, part: m, word: j), as: SIMD16<UInt32>.self)
+            let qh: SIMD16<UInt32> = block.loadUnaligned(
+                fromByteOffset: 64 &* InterleavedRows.Q6KSlots.high(half: h, word: j), as: SIMD16<UInt32>.self)
+            let top: SIMD16<UInt32> = ((qh &>> secondShift) & 0x0303_0303) &<< 4
+            return ((ql &>> 4) & 0x0F0F_0F0F) | top
+        }
+        let firsts: Words8 = (first(0), first(1), first(2), first(3), first(4), first(5), first(6), first(7))
+        let seconds: Words8 = (second(0), second(1), second(2), second(3), second(4), second(5), second(6), second(7))
+        return (firsts, seconds)
+    }
+
+    /// The int8 scales of Q6_K groups g, g + 1, g + 4 and g + 5, sign-extended per lane.
+    @inline(__always)
+    static func q6KScales(_ block: UnsafeRawPointer, group: Int) -> Words4 {
+        @inline(__always) func scale(_ g: Int) -> SIMD16<Int32> {
+            let word: SIMD16<UInt32> = block.loadUnaligned(
+                fromByteOffset: 64 &* InterleavedRows.Q6KSlots.scales(word: g &>> 2), as: SIMD16<UInt32>.self)
+            let byte: Int = g & 3
+            let shift = UInt32(truncatingIfNeeded: 24 &- 8 &* byte)
+            let shifted: SIMD16<UInt32> = word &<< shift
+            let top = unsafeBitCast(shifted, to: SIMD16<Int32>.self)
+            return top &>> 24
+        }
+        return (scale(group), scale(group &+ 1), scale(group &+ 4), scale(group &+ 5))
+    }
+
+    /// Four lanes-of-16 integer vectors.
+    typealias Words4 = (SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>, SIMD16<Int32>)
+
+    /// One token's scaled sum over four Q6_K groups: each chain of four products starts from −32 · Σq of its
+    /// group (the codes' offset) and is multiplied by the group's scale.
+    @inline(__always)
+    static func q6KPartSum(
+        _ codes: (first: Words8, second: Words8), _ firstY: UnsafeRawPointer, _ secondY: UnsafeRawPointer,
+        _ groupSums: UnsafePointer<Int32>, _ scales: Words4
+    ) -> SIMD16<Int32> {
+        @inline(__always) func start(_ g: Int) -> SIMD16<Int32> {
+            SIMD16(repeating: 0 &- (groupSums[g] &<< 5))
+        }
+        let (c, e) = codes
+        var s0 = ByteDotProduct.accumulate(start(0), c.0, broadcast(firstY, 0))
+        var s1 = ByteDotProduct.accumulate(start(1), c.4, broadcast(firstY, 16))
+        var s2 = ByteDotProduct.accumulate(start(4), e.0, broadcast(secondY, 0))
+        var s3 = ByteDotProduct.accumulate(start(5), e.4, broadcast(secondY, 16))
+        s0 = ByteDotProduct.accumulate(s0, c.1, broadcast(firstY, 4))
+        s1 = ByteDotProduct.accumulate(s1, c.5, broadcast(firstY, 20))
+        s2 = ByteDotProduct.accumulate(s2, e.1, broadcast(secondY, 4))
+        s3 = ByteDotProduct.accumulate(s3, e.5, broadcast(secondY, 20))
+        s0 = ByteDotProduct.accumulate(s0, c.2, broadcast(firstY, 8))
+        s1 = ByteDotProduct.accumulate(s1, c.6, broadcast(firstY, 24))
+        s2 = ByteDotProduct.accumulate(s2, e.2, broadcast(secondY, 8))
+        s3 = ByteDotProduct.accumulate(s3, e.6, broadcast(secondY, 24))
+        s0 = ByteDotProduct.accumulate(s0, c.3, broadcast(firstY, 12))
+        s1 = ByteDotProduct.accumulate(s1, c.7, broadcast(firstY, 28))
+        s2 = ByteDotProduct.accumulate(s2, e.3, broadcast(secondY, 12))
+        s3 = ByteDotProduct.accumulate(s3, e.7, broadcast(secondY, 28))
+        let firstSum: SIMD16<Int32> = s0 &* scales.0 &+ s1 &* scales.1
+        let secondSum: SIMD16<Int32> = s2 &* scales.2 &+ s3 &* scales.3
+        return firstSum &+ secondSum
     }
 
     /// Writes the first `count` accumulators: 16 floats for token `token + k` at `out + (token + k) · stride`.
