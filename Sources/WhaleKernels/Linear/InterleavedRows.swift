@@ -612,24 +612,19 @@ enum InterleavedKernels {
     /// bits 2m + 4).
     @inline(__always)
     static func q6KCodes(_ block: UnsafeRawPointer, half h: Int, part m: Int) -> (first: Words8, second: Words8) {
+        // Word j of the codes whose low nibbles are ql >> nibbleShift and whose top bits are qh >> pairShift.
+        @inline(__always) func code(_ j: Int, nibbleShift: UInt32, pairShift: UInt32) -> SIMD16<UInt32> {
+            let ql: SIMD16<UInt32> = block.loadUnaligned(
+                fromByteOffset: 64 &* InterleavedRows.Q6KSlots.low(half: h, part: m, word: j), as: SIMD16<UInt32>.self)
+            let qh: SIMD16<UInt32> = block.loadUnaligned(
+                fromByteOffset: 64 &* InterleavedRows.Q6KSlots.high(half: h, word: j), as: SIMD16<UInt32>.self)
+            let top: SIMD16<UInt32> = ((qh &>> pairShift) & 0x0303_0303) &<< 4
+            return ((ql &>> nibbleShift) & 0x0F0F_0F0F) | top
+        }
         let firstShift = UInt32(2 &* m)
         let secondShift = UInt32(2 &* m &+ 4)
-        @inline(__always) func first(_ j: Int) -> SIMD16<UInt32> {
-            let ql: SIMD16<UInt32> = block.loadUnaligned(
-                fromByteOffset: 64 &* InterleavedRows.Q6KSlots.low(half: h, part: m, word: j), as: SIMD16<UInt32>.self)
-            let qh: SIMD16<UInt32> = block.loadUnaligned(
-                fromByteOffset: 64 &* InterleavedRows.Q6KSlots.high(half: h, word: j), as: SIMD16<UInt32>.self)
-            let top: SIMD16<UInt32> = ((qh &>> firstShift) & 0x0303_0303) &<< 4
-            return (ql & 0x0F0F_0F0F) | top
-        }
-        @inline(__always) func second(_ j: Int) -> SIMD16<UInt32> {
-            let ql: SIMD16<UInt32> = block.loadUnaligned(
-                fromByteOffset: 64 &* InterleavedRows.Q6KSlots.low(half: h, part: m, word: j), as: SIMD16<UInt32>.self)
-            let qh: SIMD16<UInt32> = block.loadUnaligned(
-                fromByteOffset: 64 &* InterleavedRows.Q6KSlots.high(half: h, word: j), as: SIMD16<UInt32>.self)
-            let top: SIMD16<UInt32> = ((qh &>> secondShift) & 0x0303_0303) &<< 4
-            return ((ql &>> 4) & 0x0F0F_0F0F) | top
-        }
+        @inline(__always) func first(_ j: Int) -> SIMD16<UInt32> { code(j, nibbleShift: 0, pairShift: firstShift) }
+        @inline(__always) func second(_ j: Int) -> SIMD16<UInt32> { code(j, nibbleShift: 4, pairShift: secondShift) }
         let firsts: Words8 = (first(0), first(1), first(2), first(3), first(4), first(5), first(6), first(7))
         let seconds: Words8 = (second(0), second(1), second(2), second(3), second(4), second(5), second(6), second(7))
         return (firsts, seconds)
