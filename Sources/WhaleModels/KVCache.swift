@@ -6,8 +6,9 @@ import WhaleKernels
 /// - `keysAndValues`: the rotated keys and the values (`kvHeads × headDim` each);
 /// - `latent`: multi-head latent attention's normalised latent (`rank`) and its rotated rope key
 ///   (`ropeKeyWidth`) — the compressed cache, never expanded;
-/// - each value as a 32-bit float or, as llama.cpp's default cache, a 16-bit half (`Element`): half the
-///   memory and half the bytes attention reads per cached token.
+/// - each value as a 32-bit float, as llama.cpp's default cache a 16-bit half (`Element`): half the
+///   memory and half the bytes attention reads per cached token — or as Q8_0 blocks (34 bytes per 32
+///   values, llama.cpp's `q8_0` cache type): about half of a half cache again.
 ///
 /// Owned by one sequence and used by one thread at a time (the generator or scheduler that owns it).
 public final class KVCache {
@@ -15,11 +16,25 @@ public final class KVCache {
     public enum Element: String, Sendable, Equatable {
         case f32
         case f16
+        case q8_0
 
-        public var bytes: Int { self == .f32 ? 4 : 2 }
+        /// Bytes of a row of `width` values (for `q8_0` a multiple of 32: `Layout.check` makes sure).
+        public func rowBytes(_ width: Int) -> Int {
+            switch self {
+            case .f32: width * 4
+            case .f16: width * 2
+            case .q8_0: Q8Rows.rowBytes(width)
+            }
+        }
 
-        /// An f16 attention reads half-precision values (llama.cpp's f16 cache); f32 attention, floats.
-        public init(_ precision: AttentionPrecision) { self = precision == .f16 ? .f16 : .f32 }
+        /// The storage each attention precision reads: floats, halves (llama.cpp's f16 cache) or Q8_0 blocks.
+        public init(_ precision: AttentionPrecision) {
+            switch precision {
+            case .f32: self = .f32
+            case .f16: self = .f16
+            case .q8_0: self = .q8_0
+            }
+        }
     }
 
     public struct Layout: Sendable, Equatable {
@@ -48,7 +63,21 @@ public final class KVCache {
         }
 
         /// Bytes one token takes in one layer.
-        public var bytesPerTokenAndLayer: Int { streams.reduce(0) { $0 + $1.width } * element.bytes }
+        public var bytesPerTokenAndLayer: Int { streams.reduce(0) { $0 + element.rowBytes($1.width) } }
+
+        /// An error naming the stream when `element` cannot hold the layout: Q8_0 stores whole blocks of 32
+        /// values, and attention reads each head from a block boundary, so every stream width and `headDim`
+        /// must be a multiple of 32.
+        public func check(headDim: Int, source: String) throws {
+            guard element == .q8_0 else { return }
+            let blocks = Q8Rows.blockValues
+            for (name, width) in streams + [("head", headDim)] where width % blocks != 0 {
+                throw WhaleError(
+                    .invalidArgument, file: source, field: "--cache-type",
+                    "a q8_0 cache stores blocks of \(blocks) values, but this model's \(name) width is \(width)",
+                    hint: "use --cache-type f16 (the default) or f32")
+            }
+        }
     }
 
     /// Which stream carries a rotary position, so that a context shift can turn it back.
@@ -91,10 +120,12 @@ public final class KVCache {
         storage = widths.map { width in
             (0..<layers).map { _ in
                 let count = max(capacity * width, 1)
-                let rows = UnsafeMutableRawPointer.allocate(byteCount: count * element.bytes, alignment: 64)
+                let rows = UnsafeMutableRawPointer.allocate(
+                    byteCount: max(capacity * element.rowBytes(width), 1), alignment: 64)
                 switch element {
                 case .f32: rows.bindMemory(to: Float.self, capacity: count)
                 case .f16: rows.bindMemory(to: UInt16.self, capacity: count)
+                case .q8_0: break  // read and written as raw bytes only
                 }
                 return rows
             }
@@ -107,26 +138,29 @@ public final class KVCache {
     public var bytesPerToken: Int { layers * layout.bytesPerTokenAndLayer }
 
     /// Stream `stream`'s rows of `layer`: position p's `layout.streams[stream].width` values at
-    /// `p × width × layout.element.bytes` bytes.
+    /// `p × layout.element.rowBytes(width)` bytes.
     public func rows(stream: Int, layer: Int) -> UnsafeRawPointer { UnsafeRawPointer(storage[stream][layer]) }
 
-    /// Writes position `position` of stream `stream` in `layer` (rounded to half precision for an f16 cache).
+    /// Writes position `position` of stream `stream` in `layer` (rounded to half precision for an f16 cache,
+    /// quantized to Q8_0 blocks for a q8_0 cache).
     public func store(_ values: UnsafePointer<Float>, stream: Int, layer: Int, position: Int) {
         let width = widths[stream]
-        let row = storage[stream][layer] + position * width * layout.element.bytes
+        let row = storage[stream][layer] + position * layout.element.rowBytes(width)
         switch layout.element {
         case .f32: row.assumingMemoryBound(to: Float.self).update(from: values, count: width)
         case .f16: HalfRows.narrow(values, count: width, into: row)
+        case .q8_0: Q8Rows.narrow(values, count: width, into: row)
         }
     }
 
     /// Reads position `position` of stream `stream` in `layer` as floats.
     public func load(stream: Int, layer: Int, position: Int, into values: UnsafeMutablePointer<Float>) {
         let width = widths[stream]
-        let row = UnsafeRawPointer(storage[stream][layer] + position * width * layout.element.bytes)
+        let row = UnsafeRawPointer(storage[stream][layer] + position * layout.element.rowBytes(width))
         switch layout.element {
         case .f32: values.update(from: row.assumingMemoryBound(to: Float.self), count: width)
         case .f16: HalfRows.widen(row, count: width, into: values)
+        case .q8_0: Q8Rows.widen(row, count: width, into: values)
         }
     }
 
@@ -164,15 +198,15 @@ public final class KVCache {
         guard let rotated, !range.isEmpty else { return }
         follower?.cacheDiscarded(range)
         let moved = count - range.upperBound
-        let bytes = layout.element.bytes
         let rotatedWidth = widths[rotated.stream]
         let row = UnsafeMutablePointer<Float>.allocate(capacity: rotatedWidth)
         defer { row.deallocate() }
         for layer in 0..<layers {
             for (stream, width) in widths.enumerated() {
                 let rows = storage[stream][layer]
-                (rows + range.lowerBound * width * bytes).copyMemory(
-                    from: rows + range.upperBound * width * bytes, byteCount: moved * width * bytes)
+                let rowBytes = layout.element.rowBytes(width)
+                (rows + range.lowerBound * rowBytes).copyMemory(
+                    from: rows + range.upperBound * rowBytes, byteCount: moved * rowBytes)
             }
             for t in range.lowerBound..<(range.lowerBound + moved) {
                 load(stream: rotated.stream, layer: layer, position: t, into: row)

@@ -9,8 +9,9 @@ protocol Architecture {
     /// The number of decoder layers (without a draft module's) and the tensor names of this checkpoint's
     /// format, from the configuration alone: what a pipeline split needs before anything is loaded.
     static func layout(_ files: ModelFiles) throws -> (layers: Int, names: TensorNames)
-    /// What its cache holds per token (for `whale inspect`), from the configuration alone.
-    static func cache(_ files: ModelFiles) throws -> ModelInspection.CacheDescription
+    /// What its cache holds per token (for `whale inspect`) with `precision` (nil: the format's default),
+    /// from the configuration alone.
+    static func cache(_ files: ModelFiles, precision: AttentionPrecision?) throws -> ModelInspection.CacheDescription
 }
 
 /// Architecture name (GGUF `general.architecture` or config.json `model_type`) → implementation: one line
@@ -46,9 +47,11 @@ public enum ModelRegistry {
 
     /// What the cache of the architecture that runs `files` holds per token; nil when no architecture can
     /// run them (`whale inspect` still describes such files).
-    public static func cacheDescription(_ files: ModelFiles) -> ModelInspection.CacheDescription? {
+    public static func cacheDescription(_ files: ModelFiles, precision: AttentionPrecision? = nil)
+        -> ModelInspection.CacheDescription?
+    {
         // Descriptive only: files whose configuration an architecture cannot read get no cache line.
-        try? architecture(of: files).cache(files)
+        try? architecture(of: files).cache(files, precision: precision)
     }
 
     /// The bytes of weights each decoder layer, the embedding and the output head read: how a model is

@@ -43,7 +43,9 @@ struct Bench: ParsableCommand {
 
     @Option(
         name: .customLong("cache-type"),
-        help: "Attention precision, f16 or f32 (default: f16 for GGUF as llama.cpp, f32 for safetensors).")
+        help: ArgumentHelp(
+            "Cache precision: f16, f32 or q8_0 (default: f16 for GGUF as llama.cpp, f32 for safetensors).",
+            valueName: "type"))
     var cacheType: String?
 
     @Option(
@@ -73,13 +75,7 @@ struct Bench: ParsableCommand {
                 throw WhaleError(.invalidArgument, field: "-o", "\"\(o)\"", hint: "use md, json or csv")
             }
             var options = LoadOptions()
-            if let cacheType {
-                guard let precision = AttentionPrecision(rawValue: cacheType) else {
-                    throw WhaleError(
-                        .invalidArgument, field: "--cache-type", "\"\(cacheType)\"", hint: "use f16 or f32")
-                }
-                options.attentionPrecision = precision
-            }
+            if let cacheType { options.attentionPrecision = try AttentionPrecision(cacheType: cacheType) }
             let longest = prompts.max()! + generations.max()! + depths.max()!
             let (loaded, files) = try loadModel(
                 model, pull: !hub.noPull, options: options, threads: threads.max()!, cacheTokens: longest,

@@ -1,6 +1,7 @@
 import ArgumentParser
 import WhaleCore
 import WhaleFormats
+import WhaleKernels
 import WhaleModels
 
 struct Inspect: ParsableCommand {
@@ -24,12 +25,19 @@ struct Inspect: ParsableCommand {
     @Flag(help: "List the GGUF metadata (arrays are shortened to their type, count and first items).")
     var metadata = false
 
+    @Option(
+        name: .customLong("cache-type"),
+        help: ArgumentHelp("The cache precision to size: f16, f32 or q8_0 (default: the format's).", valueName: "type"))
+    var cacheType: String?
+
     @OptionGroup var hub: HubOptions
 
     func run() throws {
         try reportingErrors {
             let files = try ModelFiles.open(try modelPath(model, pull: !hub.noPull))
-            let inspection = try ModelInspection(files, path: model, cache: ModelRegistry.cacheDescription(files))
+            let precision = try cacheType.map { try AttentionPrecision(cacheType: $0) }
+            let inspection = try ModelInspection(
+                files, path: model, cache: ModelRegistry.cacheDescription(files, precision: precision))
             if json {
                 print(inspection.json(includeTensors: tensors, includeMetadata: metadata).serialized(pretty: true))
             } else {

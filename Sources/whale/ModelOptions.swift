@@ -29,7 +29,9 @@ struct ModelOptions: ParsableArguments {
 
     @Option(
         name: .customLong("cache-type"),
-        help: "Attention precision, f16 or f32 (default: f16 for GGUF as llama.cpp, f32 for safetensors).")
+        help: ArgumentHelp(
+            "Cache precision: f16, f32 or q8_0 (default: f16 for GGUF as llama.cpp, f32 for safetensors).",
+            valueName: "type"))
     var cacheType: String?
 
     @Option(
@@ -54,12 +56,7 @@ struct ModelOptions: ParsableArguments {
         model: any LanguageModel, tokenizer: Tokenizer?, context: ForwardContext, contextSize: Int
     ) {
         var options = LoadOptions()
-        if let cacheType {
-            guard let precision = AttentionPrecision(rawValue: cacheType) else {
-                throw WhaleError(.invalidArgument, field: "--cache-type", "\"\(cacheType)\"", hint: "use f16 or f32")
-            }
-            options.attentionPrecision = precision
-        }
+        if let cacheType { options.attentionPrecision = try AttentionPrecision(cacheType: cacheType) }
         let threadCount = threads ?? CPUTopology.physicalCoreCount
         guard threadCount >= 1 && threadCount <= 512 else {
             throw WhaleError(.invalidArgument, field: "--threads", "\(threadCount) threads", hint: "give 1 to 512")
@@ -217,4 +214,15 @@ func generationSummary(_ result: GenerationResult, model: any LanguageModel, cac
             100 * result.draftAcceptanceRate)
     }
     return line
+}
+
+extension AttentionPrecision {
+    /// The `--cache-type` option's value, or an error listing the types there are.
+    init(cacheType: String) throws {
+        guard let precision = AttentionPrecision(rawValue: cacheType) else {
+            let types = AttentionPrecision.allCases.map(\.rawValue).joined(separator: ", ")
+            throw WhaleError(.invalidArgument, field: "--cache-type", "\"\(cacheType)\"", hint: "use one of \(types)")
+        }
+        self = precision
+    }
 }

@@ -125,6 +125,54 @@ import WhaleKernels
         #expect(back.map(\.bitPattern) == expected.map(\.bitPattern))
     }
 
+    /// A q8_0 cache stores Q8_0 blocks: 34 bytes per 32 values, each value within half a quantization step
+    /// (plus the half-precision scale's rounding) of what was stored; context shift re-quantizes the turned
+    /// rope keys.
+    @Test func q8CacheStoresBlocks() throws {
+        let layout = KVCache.Layout.latent(rank: 64, ropeKeyWidth: 32, element: .q8_0)
+        #expect(layout.bytesPerTokenAndLayer == 3 * 34)
+        let rope = RotaryEmbedding.ggml(
+            dimensions: 32, layout: .interleaved, base: 10000, divisors: nil, frequencyScale: 1)
+        let cache = KVCache(
+            layout: layout, layers: 1, capacity: 4, rotated: .init(stream: 1, heads: 1, headDim: 32, rope: rope))
+        #expect(cache.bytesPerToken == 102)
+        let latent = [Float](repeating: 0.5, count: 64)
+        let rows = (0..<3).map { p in (0..<32).map { Float($0 - 16) * 0.37 + Float(p) } }
+        for p in 0..<3 {
+            latent.withUnsafeBufferPointer { cache.store($0.baseAddress!, stream: 0, layer: 0, position: p) }
+            rows[p].withUnsafeBufferPointer { cache.store($0.baseAddress!, stream: 1, layer: 0, position: p) }
+        }
+        cache.advance(by: 3)
+        func load(_ position: Int) -> [Float] {
+            var back = [Float](repeating: .nan, count: 32)
+            back.withUnsafeMutableBufferPointer {
+                cache.load(stream: 1, layer: 0, position: position, into: $0.baseAddress!)
+            }
+            return back
+        }
+        let step = rows[2].map { abs($0) }.max()! / 127
+        #expect(zip(rows[2], load(2)).allSatisfy { abs($0 - $1) <= step * 0.56 }, "\(load(2))")
+        // Dropping position 1 moves position 2 down and turns its rope key back by one position.
+        var turned = rows[2]
+        turned.withUnsafeMutableBufferPointer { rope.rotate($0.baseAddress!, heads: 1, headDim: 32, by: -1) }
+        cache.discard(1..<2)
+        #expect(cache.count == 2)
+        // Quantized twice (stored, then re-stored after turning): within two steps.
+        #expect(zip(turned, load(1)).allSatisfy { abs($0 - $1) <= step * 1.2 }, "\(load(1)) vs \(turned)")
+    }
+
+    /// Q8_0 stores whole blocks of 32 values: a model whose cached rows are not (these fixtures: rope keys
+    /// of 8, heads of 16) gets an error naming the option and what to use instead, not a wrong cache.
+    @Test(arguments: ["deepseek/v3-sigmoid-noaux/model-f32.gguf", "tiny-llama/model-f32.gguf"])
+    func q8CacheNeedsWholeBlocks(path: String) throws {
+        #expect {
+            try ModelRegistry.load(Fixtures.path(path), options: LoadOptions(attentionPrecision: .q8_0))
+        } throws: { error in
+            let error = error as? WhaleError
+            return error?.field == "--cache-type" && error?.hint?.contains("f16") == true
+        }
+    }
+
     @Test func batchOfTwoEqualsTwoSingleRuns() throws {
         let model = try ModelRegistry.load(Fixtures.path("deepseek/v2-softmax-greedy"))
         let context = ForwardContext(pool: ThreadPool(threads: 2))

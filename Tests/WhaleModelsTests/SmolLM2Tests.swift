@@ -91,4 +91,37 @@ import WhaleModels
         #expect(mean <= Self.meanTolerance, "mean |Δ logprob| \(mean)")
         print("SmolLM2 vs llama.cpp: \(compared) generated tokens, mean |Δ logprob| \(mean), max \(worst)")
     }
+
+    /// `--cache-type q8_0`: 34 bytes per 32 cached values instead of 64, and the logprobs along llama.cpp's
+    /// greedy continuations stay close to the f16 cache's (Q8_0 rounds each value to 1/254 of its block's
+    /// largest; the README's KL divergences measure the effect on whole texts).
+    @Test func q8CacheTracksTheHalfCache() throws {
+        let half = try ModelRegistry.load(RealModels.smollm2)
+        let q8 = try ModelRegistry.load(RealModels.smollm2, options: LoadOptions(attentionPrecision: .q8_0))
+        // 30 layers × (keys + values) × 3 kv heads × 64: halves, then two Q8_0 blocks per head.
+        #expect(half.cacheBytesPerToken == 30 * 2 * 192 * 2)
+        #expect(q8.cacheBytesPerToken == 30 * 2 * 6 * 34)
+        let golden = try Fixtures.json("smollm2/greedy.json")
+        var worst = 0.0
+        var total = 0.0
+        var count = 0
+        for prompt in try #require(golden["prompts"]?.array) {
+            let p = try #require(prompt.object)
+            let promptIDs = try #require(p["ids"]?.array?.compactMap { $0.integer })
+            let generated = try #require(p["steps"]?.array?.compactMap { $0.object?["id"]?.integer })
+            let tokens = promptIDs + generated.dropLast()
+            let halfRows = try Self.scoreLikeLlamaCpp(
+                half, prompt: promptIDs, continuation: Array(generated.dropLast()))
+            let q8Rows = try Self.scoreLikeLlamaCpp(q8, prompt: promptIDs, continuation: Array(generated.dropLast()))
+            for i in 1..<tokens.count {
+                let difference = abs(halfRows[i - 1][tokens[i]] - q8Rows[i - 1][tokens[i]])
+                worst = max(worst, difference)
+                total += difference
+                count += 1
+            }
+        }
+        let mean = total / Double(max(count, 1))
+        print("SmolLM2 q8_0 cache vs f16 cache: \(count) tokens, mean |Δ logprob| \(mean), max \(worst)")
+        #expect(mean <= 0.05 && worst <= 0.5, "mean \(mean), max \(worst)")
+    }
 }

@@ -1,9 +1,11 @@
 /// How attention rounds what it reads: `f16` reproduces llama.cpp's default f16 K/V cache (keys, values,
 /// the query and the attention weights rounded to half precision, as ggml's f16 matrix products do);
-/// `f32` is transformers' float32 math.
-public enum AttentionPrecision: String, Sendable {
+/// `f32` is transformers' float32 math; `q8_0` stores the cache as Q8_0 blocks (`Q8Rows`: half the bytes of
+/// f16 again) and computes in float32 over the dequantized values (queries and weights are not rounded).
+public enum AttentionPrecision: String, Sendable, CaseIterable {
     case f16
     case f32
+    case q8_0
 }
 
 /// Causal attention kernels: each token of a pass attends to its own sequence's cached positions
@@ -15,7 +17,8 @@ public enum Attention {
     static let tokensPerItem = 16
 
     /// Where one token's sequence keeps this layer's cache rows, and how far the token may look. The rows
-    /// hold floats for `.f32` attention and halves (`HalfRows`) for `.f16`.
+    /// hold floats for `.f32` attention, halves (`HalfRows`) for `.f16` and Q8_0 blocks (`Q8Rows`) for
+    /// `.q8_0`.
     public struct TokenView {
         /// Row 0 of the keys (dense: `kvWidth` values per position; MLA: the latents).
         public var keys: UnsafeRawPointer
@@ -80,14 +83,18 @@ public enum Attention {
                 let length = view.length
                 let out = output + t * qWidth + h * headDim
                 defer { weights.map { ($0 + (h * count + t) * weightsStride).update(from: row, count: length) } }
-                guard precision == .f16 else {
-                    let keys = view.keys.assumingMemoryBound(to: Float.self) + kvHead * headDim
-                    let values = view.values.assumingMemoryBound(to: Float.self) + kvHead * headDim
-                    for j in 0..<length { row[j] = Vector.dot(q, keys + j * kvWidth, headDim) * scale }
-                    Ops.softmax(row, count: length)
-                    out.initialize(repeating: 0, count: headDim)
-                    for j in 0..<length { Vector.accumulate(row[j], values + j * kvWidth, into: out, headDim) }
+                switch precision {
+                case .f32:
+                    floatRows(
+                        FloatRows.self, q, view, kvHead: kvHead, kvWidth: kvWidth, headDim: headDim, scale: scale,
+                        row: row, out: out)
                     continue
+                case .q8_0:
+                    floatRows(
+                        Q8CacheRows.self, q, view, kvHead: kvHead, kvWidth: kvWidth, headDim: headDim, scale: scale,
+                        row: row, out: out)
+                    continue
+                case .f16: break
                 }
                 let keys = view.keys + kvHead * headDim * 2
                 let values = view.values + kvHead * headDim * 2
@@ -131,49 +138,33 @@ public enum Attention {
     ) {
         let mark = arena.mark
         defer { arena.rewind(to: mark) }
-        let rows = arena.floats(pool.threadCount * rowCapacity)
-        let items = heads * ((count + tokensPerItem - 1) / tokensPerItem)
-        pool.parallelFor(items) { item, worker in
-            let h = item % heads
-            let block = item / heads
-            let row = rows + worker * rowCapacity
-            for t in (block * tokensPerItem)..<min(count, (block + 1) * tokensPerItem) {
-                let latentQuery = latentQueries + (h * count + t) * rank
-                let ropeQuery = ropeQueries + t * ropeQueryTokenStride + h * ropeQueryHeadStride
-                if precision == .f16 {
-                    Ops.roundToHalf(latentQuery, count: rank)
-                    Ops.roundToHalf(ropeQuery, count: ropeDim)
-                }
-                let view = tokens[t]
-                let length = view.length
-                let out = output + (h * count + t) * rank
-                if precision == .f16 {
-                    for j in 0..<length {
-                        let score =
-                            Vector.dot(latentQuery, halves: view.keys + j * rank * 2, rank)
-                            + Vector.dot(ropeQuery, halves: view.values + j * ropeDim * 2, ropeDim)
-                        row[j] = score * softmaxScale
-                    }
-                    Ops.softmax(row, count: length)
-                    Ops.roundToHalf(row, count: length)
-                    out.initialize(repeating: 0, count: rank)
-                    for j in 0..<length { Vector.accumulate(row[j], halves: view.keys + j * rank * 2, into: out, rank) }
-                } else {
-                    let latents = view.keys.assumingMemoryBound(to: Float.self)
-                    let ropeKeys = view.values.assumingMemoryBound(to: Float.self)
-                    for j in 0..<length {
-                        let score =
-                            Vector.dot(latentQuery, latents + j * rank, rank)
-                            + Vector.dot(ropeQuery, ropeKeys + j * ropeDim, ropeDim)
-                        row[j] = score * softmaxScale
-                    }
-                    Ops.softmax(row, count: length)
-                    out.initialize(repeating: 0, count: rank)
-                    for j in 0..<length { Vector.accumulate(row[j], latents + j * rank, into: out, rank) }
-                }
-                weights.map { ($0 + (h * count + t) * weightsStride).update(from: row, count: length) }
-            }
+        let kernel = LatentAttentionKernel(
+            latentQueries: latentQueries, ropeQueries: ropeQueries, ropeQueryTokenStride: ropeQueryTokenStride,
+            ropeQueryHeadStride: ropeQueryHeadStride, tokens: tokens, count: count, heads: heads, rank: rank,
+            ropeDim: ropeDim, softmaxScale: softmaxScale, precision: precision, rowCapacity: rowCapacity,
+            output: output, weights: weights, weightsStride: weightsStride)
+        switch precision {
+        case .f16: kernel.run(HalfCacheRows.self, pool: pool, arena: arena)
+        case .f32: kernel.run(FloatRows.self, pool: pool, arena: arena)
+        case .q8_0: kernel.run(Q8CacheRows.self, pool: pool, arena: arena)
         }
+    }
+
+    /// One head of one token over cache rows widened to floats (`.f32`: transformers' float32 attention;
+    /// `.q8_0`: the same math over the dequantized rows): scores one dot product at a time, softmax, then
+    /// the weighted sum of the values in position order.
+    @inline(__always)
+    static func floatRows<Row: CacheRowFormat>(
+        _ format: Row.Type, _ q: UnsafePointer<Float>, _ view: TokenView, kvHead: Int, kvWidth: Int, headDim: Int,
+        scale: Float, row: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
+    ) {
+        let rowBytes = Row.rowBytes(kvWidth)
+        let keys = view.keys + Row.rowBytes(kvHead &* headDim)
+        let values = view.values + Row.rowBytes(kvHead &* headDim)
+        for j in 0..<view.length { row[j] = Row.dot(q, keys + j &* rowBytes, headDim) * scale }
+        Ops.softmax(row, count: view.length)
+        out.initialize(repeating: 0, count: headDim)
+        for j in 0..<view.length { Row.accumulate(row[j], values + j &* rowBytes, into: out, headDim) }
     }
 
     /// ggml's f16 dot products on x86 over half-precision cache rows (`HalfRows`; products and sums in float32).

@@ -116,6 +116,8 @@ enum DeepSeek: Architecture {
     static func load(_ files: ModelFiles, options: LoadOptions) throws -> TransformerDecoder {
         var c = try configuration(files)
         if let precision = options.attentionPrecision { c.attention.precision = precision }
+        // MLA reads whole latent and rope-key rows: the streams' widths are what Q8_0 must divide.
+        try c.cacheLayout.check(headDim: c.attention.ropeDim, source: files.path)
         c.attention.form = options.latentAttention
         return try DeepSeekWeights(files, c).decoder(
             layers: try options.layerRange(count: c.layers, source: files.path), stage: options.layers != nil)
@@ -126,8 +128,9 @@ enum DeepSeek: Architecture {
         return (c.layers, DeepSeekWeights.names(files))
     }
 
-    static func cache(_ files: ModelFiles) throws -> ModelInspection.CacheDescription {
-        let c = try configuration(files)
+    static func cache(_ files: ModelFiles, precision: AttentionPrecision?) throws -> ModelInspection.CacheDescription {
+        var c = try configuration(files)
+        if let precision { c.attention.precision = precision }
         let a = c.attention
         return ModelInspection.CacheDescription(
             bytesPerToken: c.layers * c.cacheLayout.bytesPerTokenAndLayer,

@@ -39,8 +39,8 @@ enum Llama: Architecture {
         try build(configuration(files, ggufRope: .interleaved, qkvBias: nil), files: files, options: options)
     }
 
-    static func cache(_ files: ModelFiles) throws -> ModelInspection.CacheDescription {
-        describeCache(try configuration(files, ggufRope: .interleaved, qkvBias: nil))
+    static func cache(_ files: ModelFiles, precision: AttentionPrecision?) throws -> ModelInspection.CacheDescription {
+        describeCache(try configuration(files, ggufRope: .interleaved, qkvBias: nil), precision: precision)
     }
 
     static func layout(_ files: ModelFiles) throws -> (layers: Int, names: TensorNames) {
@@ -52,7 +52,11 @@ enum Llama: Architecture {
         if case .gguf = files { ggufNames } else { huggingFaceNames }
     }
 
-    static func describeCache(_ c: Configuration) -> ModelInspection.CacheDescription {
+    static func describeCache(_ configuration: Configuration, precision: AttentionPrecision?)
+        -> ModelInspection.CacheDescription
+    {
+        var c = configuration
+        if let precision { c.attention.precision = precision }
         let a = c.attention
         return ModelInspection.CacheDescription(
             bytesPerToken: c.layers * c.cacheLayout.bytesPerTokenAndLayer,
@@ -92,6 +96,7 @@ enum Llama: Architecture {
     {
         var c = configuration
         if let precision = options.attentionPrecision { c.attention.precision = precision }
+        try c.cacheLayout.check(headDim: c.attention.headDim, source: files.path)
         let names = names(files)
         let weights = WeightLoader(files)
         // Tied embeddings (no separate output matrix) also serve as the output head's products.

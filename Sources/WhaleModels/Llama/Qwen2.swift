@@ -12,8 +12,8 @@ enum Qwen2: Architecture {
         try Llama.build(Llama.configuration(files, ggufRope: .halves, qkvBias: true), files: files, options: options)
     }
 
-    static func cache(_ files: ModelFiles) throws -> ModelInspection.CacheDescription {
-        Llama.describeCache(try Llama.configuration(files, ggufRope: .halves, qkvBias: true))
+    static func cache(_ files: ModelFiles, precision: AttentionPrecision?) throws -> ModelInspection.CacheDescription {
+        Llama.describeCache(try Llama.configuration(files, ggufRope: .halves, qkvBias: true), precision: precision)
     }
 
     static func layout(_ files: ModelFiles) throws -> (layers: Int, names: TensorNames) {
