@@ -65,6 +65,9 @@ public final class KVCache {
         /// Bytes one token takes in one layer.
         public var bytesPerTokenAndLayer: Int { streams.reduce(0) { $0 + element.rowBytes($1.width) } }
 
+        /// The option `check`'s errors name.
+        public static let checkedField = "--cache-type"
+
         /// An error naming the stream when `element` cannot hold the layout: Q8_0 stores whole blocks of 32
         /// values, and attention reads each head from a block boundary, so every stream width and `headDim`
         /// must be a multiple of 32.
@@ -73,7 +76,7 @@ public final class KVCache {
             let blocks = Q8Rows.blockValues
             for (name, width) in streams + [("head", headDim)] where width % blocks != 0 {
                 throw WhaleError(
-                    .invalidArgument, file: source, field: "--cache-type",
+                    .invalidArgument, file: source, field: Self.checkedField,
                     "a q8_0 cache stores blocks of \(blocks) values, but this model's \(name) width is \(width)",
                     hint: "use --cache-type f16 (the default) or f32")
             }

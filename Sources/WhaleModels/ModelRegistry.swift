@@ -45,13 +45,20 @@ public enum ModelRegistry {
         try architecture(of: files).load(files, options: options)
     }
 
-    /// What the cache of the architecture that runs `files` holds per token; nil when no architecture can
-    /// run them (`whale inspect` still describes such files).
-    public static func cacheDescription(_ files: ModelFiles, precision: AttentionPrecision? = nil)
+    /// What the cache of the architecture that runs `files` holds per token with `precision` (nil: the
+    /// format's default); nil when no architecture can run them (`whale inspect` still describes such
+    /// files). Throws only when the model cannot have a cache of `precision` (`KVCache.Layout.check`).
+    public static func cacheDescription(_ files: ModelFiles, precision: AttentionPrecision? = nil) throws
         -> ModelInspection.CacheDescription?
     {
-        // Descriptive only: files whose configuration an architecture cannot read get no cache line.
-        try? architecture(of: files).cache(files, precision: precision)
+        do {
+            return try architecture(of: files).cache(files, precision: precision)
+        } catch let error as WhaleError where error.field == KVCache.Layout.checkedField {
+            throw error
+        } catch {
+            // Descriptive only: files whose configuration an architecture cannot read get no cache line.
+            return nil
+        }
     }
 
     /// The bytes of weights each decoder layer, the embedding and the output head read: how a model is

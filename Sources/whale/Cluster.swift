@@ -140,7 +140,8 @@ func loadModel(
             host: String(decoding: bytes[8...].prefix { $0 != 0 }, as: UTF8.self),
             availableBytes: Int(Int64(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) })))
     }
-    let cachePerLayer = (ModelRegistry.cacheDescription(files)?.bytesPerToken ?? 0) / max(1, weights.layers.count)
+    let cacheBytes = try ModelRegistry.cacheDescription(files, precision: options.attentionPrecision)?.bytesPerToken
+    let cachePerLayer = (cacheBytes ?? 0) / max(1, weights.layers.count)
     let plan = try session.agree {
         try PipelinePlan(
             weights: weights, cacheBytesPerLayer: cachePerLayer * cacheTokens, ranks: ranks, counts: counts)

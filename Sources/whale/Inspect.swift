@@ -37,7 +37,7 @@ struct Inspect: ParsableCommand {
             let files = try ModelFiles.open(try modelPath(model, pull: !hub.noPull))
             let precision = try cacheType.map { try AttentionPrecision(cacheType: $0) }
             let inspection = try ModelInspection(
-                files, path: model, cache: ModelRegistry.cacheDescription(files, precision: precision))
+                files, path: model, cache: try ModelRegistry.cacheDescription(files, precision: precision))
             if json {
                 print(inspection.json(includeTensors: tensors, includeMetadata: metadata).serialized(pretty: true))
             } else {

@@ -131,6 +131,7 @@ enum DeepSeek: Architecture {
     static func cache(_ files: ModelFiles, precision: AttentionPrecision?) throws -> ModelInspection.CacheDescription {
         var c = try configuration(files)
         if let precision { c.attention.precision = precision }
+        try c.cacheLayout.check(headDim: c.attention.ropeDim, source: files.path)
         let a = c.attention
         return ModelInspection.CacheDescription(
             bytesPerToken: c.layers * c.cacheLayout.bytesPerTokenAndLayer,

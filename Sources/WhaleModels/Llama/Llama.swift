@@ -40,7 +40,8 @@ enum Llama: Architecture {
     }
 
     static func cache(_ files: ModelFiles, precision: AttentionPrecision?) throws -> ModelInspection.CacheDescription {
-        describeCache(try configuration(files, ggufRope: .interleaved, qkvBias: nil), precision: precision)
+        try describeCache(
+            configuration(files, ggufRope: .interleaved, qkvBias: nil), precision: precision, source: files.path)
     }
 
     static func layout(_ files: ModelFiles) throws -> (layers: Int, names: TensorNames) {
@@ -52,11 +53,12 @@ enum Llama: Architecture {
         if case .gguf = files { ggufNames } else { huggingFaceNames }
     }
 
-    static func describeCache(_ configuration: Configuration, precision: AttentionPrecision?)
+    static func describeCache(_ configuration: Configuration, precision: AttentionPrecision?, source: String) throws
         -> ModelInspection.CacheDescription
     {
         var c = configuration
         if let precision { c.attention.precision = precision }
+        try c.cacheLayout.check(headDim: c.attention.headDim, source: source)
         let a = c.attention
         return ModelInspection.CacheDescription(
             bytesPerToken: c.layers * c.cacheLayout.bytesPerTokenAndLayer,

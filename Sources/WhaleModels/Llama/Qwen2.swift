@@ -13,7 +13,8 @@ enum Qwen2: Architecture {
     }
 
     static func cache(_ files: ModelFiles, precision: AttentionPrecision?) throws -> ModelInspection.CacheDescription {
-        Llama.describeCache(try Llama.configuration(files, ggufRope: .halves, qkvBias: true), precision: precision)
+        try Llama.describeCache(
+            Llama.configuration(files, ggufRope: .halves, qkvBias: true), precision: precision, source: files.path)
     }
 
     static func layout(_ files: ModelFiles) throws -> (layers: Int, names: TensorNames) {
