@@ -3,7 +3,7 @@ import WhaleKernels
 
 /// `Attention.latent` batches heads (tiles of heads × positions, columns split between threads), but each
 /// score, weight and output must be exactly what one dot product and one weighted sum at a time give —
-/// the order `Vector.dot` / `Vector.accumulate` state: one 16-lane accumulator with multiply-adds, a
+/// the order `CacheRowFormat.dot` / `.accumulate` state: one 16-lane accumulator with multiply-adds, a
 /// halving-tree sum, a scalar tail; positions in order. This reference computes it that way, one head and
 /// one token at a time, and the kernel must match it bit for bit.
 struct LatentAttentionTests {

@@ -12,7 +12,7 @@ protocol CacheRowFormat {
 }
 
 extension CacheRowFormat {
-    /// `Vector.dot` over a cache row: one 16-lane accumulator, a halving-tree sum, a scalar tail.
+    /// Σ query[i]·row[i]: one 16-lane accumulator of multiply-adds, a halving-tree sum, a scalar tail.
     @inline(__always)
     static func dot(_ query: UnsafePointer<Float>, _ row: UnsafeRawPointer, _ n: Int) -> Float {
         let q = UnsafeRawPointer(query)
@@ -31,7 +31,7 @@ extension CacheRowFormat {
         return total
     }
 
-    /// `Vector.accumulate` from a cache row: out[i] += w · row[i].
+    /// out[i] += w · row[i], one multiply-add per value.
     @inline(__always)
     static func accumulate(_ w: Float, _ row: UnsafeRawPointer, into out: UnsafeMutablePointer<Float>, _ n: Int) {
         let o = UnsafeMutableRawPointer(out)

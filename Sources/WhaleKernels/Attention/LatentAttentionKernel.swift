@@ -8,8 +8,8 @@
 /// in registers.
 ///
 /// Each score, weight and output element is computed exactly as one dot product / one weighted sum at a
-/// time computes it (`Vector.dot`: one 16-lane accumulator per dot, a halving-tree sum, a scalar tail;
-/// `Vector.accumulate`: positions in order, one multiply-add each), so the batching changes no bit; only
+/// time computes it (`CacheRowFormat.dot`: one 16-lane accumulator per dot, a halving-tree sum, a scalar
+/// tail; `CacheRowFormat.accumulate`: positions in order, one multiply-add each), so the batching changes no bit; only
 /// which values share registers and how the work is split between threads.
 ///
 /// Work split: one token (decoding) splits the cached positions between threads for the scores, the heads
@@ -212,7 +212,7 @@ struct LatentAttentionKernel {
     }
 
     /// Token t's outputs at `columns` (whole 16-value chunks, then any tail): head h's Σ_j weight_hj · latent_j,
-    /// positions in order, as `Vector.accumulate` one position at a time.
+    /// positions in order, as `CacheRowFormat.accumulate` one position at a time.
     @inline(__always)
     func values<Row: CacheRowFormat>(
         _ format: Row.Type, token t: Int, scores: UnsafePointer<Float>, length: Int, columns: Range<Int>
