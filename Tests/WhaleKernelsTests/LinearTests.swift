@@ -12,9 +12,7 @@ struct LinearTests {
     static let orderTolerance: [DType: Float] = [
         .f32: 1e-5, .f16: 1e-5, .bf16: 1e-5,
         .q8_0: 0, .q4_0: 0, .q4_1: 0, .q5_0: 0, .q5_1: 0,
-        .q4_K: 1e-5, .q6_K: 1e-5,
-        // Float activations, dequantized rows: only the float32 summation order differs.
-        .q5_K: 1e-5, .q3_K: 1e-5, .q2_K: 1e-5,
+        .q4_K: 1e-5, .q5_K: 1e-5, .q6_K: 1e-5, .q3_K: 1e-5, .q2_K: 1e-5,
     ]
 
     /// F8_E4M3 has its own tests (LinearFP8Tests): random bytes include its NaN codes, and its block scales
@@ -206,6 +204,9 @@ struct LinearTests {
             TestMatrix(type: .q6_K, rows: 16, columns: 512, seed: 3),
             TestMatrix(type: .q4_1, rows: 7, columns: 64, seed: 4),
             TestMatrix(type: .q8_0, rows: 64, columns: 512, seed: 5),
+            TestMatrix(type: .q5_K, rows: 20, columns: 512, seed: 8),
+            TestMatrix(type: .q3_K, rows: 12, columns: 512, seed: 9),
+            TestMatrix(type: .q2_K, rows: 9, columns: 512, seed: 10),
         ]
         let shared = TestMatrix.activations(tokens: tokens, columns: 512, seed: 6)
         let small = TestMatrix.activations(tokens: tokens, columns: 64, seed: 7)
@@ -218,7 +219,7 @@ struct LinearTests {
             buffers.append(buffer)
             weights[i] = weight.interleaved(into: buffer.baseAddress!)
         }
-        let inputs = [shared, shared, shared, small, shared]
+        let inputs = [shared, shared, shared, small, shared, shared, shared, shared]
         let alone = zip(weights, inputs).map { weight, input in
             TestMatrix.apply(weight, input, tokens: tokens, pool: pool, workspace: workspace)
         }

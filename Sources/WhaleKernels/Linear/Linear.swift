@@ -24,7 +24,7 @@ public enum Linear {
     /// output[t * weight.rows + r] = Σ_c W[r, c] · input[t * weight.columns + c]  for t in 0..<tokens.
     ///
     /// For quantized weights the activations are first quantized the way llama.cpp's CPU backend does for
-    /// that weight type (Q4_0/Q8_0/Q5_0 → Q8_0 activations; Q4_1/Q5_1 → Q8_1; Q4_K/Q6_K → Q8_K), each
+    /// that weight type (Q4_0/Q8_0/Q5_0 → Q8_0 activations; Q4_1/Q5_1 → Q8_1; the K-quants → Q8_K), each
     /// block's dot product is exact in integers as in ggml, and the float32 sums follow ggml's AVX2 order for
     /// the legacy types in the file's layout (bit-identical to `reference`, see [X86_BLOCK_DOT]), their own
     /// order for weights repacked at load (`WeightMatrix.layout == .interleaved`, [INTERLEAVED_ROWS]) and for
@@ -68,11 +68,6 @@ public enum Linear {
             pool.parallelFor(chunks) { chunk, worker in
                 FP8Kernels.rows(job, input: input, rows: rowRange(chunk), row: rows + worker * weight.columns)
             }
-        case .q5_K, .q3_K, .q2_K:
-            let rows = workspace.widenedRows(columns: weight.columns, workers: pool.threadCount)
-            pool.parallelFor(chunks) { chunk, worker in
-                DequantizingKernels.rows(job, input: input, rows: rowRange(chunk), row: rows + worker * weight.columns)
-            }
         case .f16, .bf16:
             let x = workspace.deinterleave(input, tokens: tokens, columns: weight.columns)
             pool.parallelFor(chunks) { chunk in FloatKernels.rows(job, input: x, rows: rowRange(chunk)) }
@@ -111,7 +106,7 @@ public enum Linear {
     public static func apply(_ products: UnsafeBufferPointer<Product>, pool: ThreadPool, workspace: LinearWorkspace) {
         let isBatchable = products.allSatisfy { product in
             switch product.weight.type {
-            case .f32, .f16, .bf16, .f8E4M3, .q5_K, .q3_K, .q2_K: false
+            case .f32, .f16, .bf16, .f8E4M3: false
             default:
                 supports(product.weight.type) && product.tokens > 0 && product.weight.rows > 0
                     && product.weight.columns > 0
@@ -158,7 +153,7 @@ public enum Linear {
             return
         }
         switch job.type {
-        case .q4_K, .q6_K: KQuantKernels.rows(job, x, rows: rows)
+        case .q4_K, .q5_K, .q6_K, .q3_K, .q2_K: KQuantKernels.rows(job, x, rows: rows)
         default: LegacyKernels.rows(job, x, rows: rows)
         }
     }

@@ -34,23 +34,3 @@ enum FP8Kernels {
         }
     }
 }
-
-/// Q5_K, Q3_K and Q2_K weights (the K-quants of Q5_K_M, Q3_K_M and the low-bit DeepSeek-R1 files) times float32
-/// activations: each row dequantized into a per-thread float row (exactly `Dequantize`'s values, as gguf-py's
-/// `gguf.quants` computes them) and dotted with every token in float32, as the FP8 kernel does.
-///
-/// Correct, and as precise as float activations make it (llama.cpp quantizes the activations to Q8_K), but
-/// not fast: the dequantization runs per row and call, a few GB/s of weights where the byte kernels of Q4_K /
-/// Q6_K stream at memory speed. Byte-dot-product kernels for these types are still to be written.
-enum DequantizingKernels {
-    static func rows(_ job: LinearJob, input: UnsafePointer<Float>, rows: Range<Int>, row: UnsafeMutablePointer<Float>)
-    {
-        let columns = job.columns
-        for r in rows {
-            Dequantize.run(job.type, from: job.weights + r * job.rowBytes, count: columns, into: row)
-            for t in 0..<job.tokens {
-                job.output[t * job.rows + r] = Vector.dot(row, input + t * columns, columns)
-            }
-        }
-    }
-}

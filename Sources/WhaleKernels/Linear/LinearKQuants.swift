@@ -1,8 +1,8 @@
-// Q4_K and Q6_K weights (256-element super-blocks) times Q8_K activations, with the same pure SIMD
-// operations as the legacy kernels ([PURE_SIMD_OPS]).
+// Q4_K, Q5_K and Q6_K weights (256-element super-blocks) times Q8_K activations, with the same pure SIMD
+// operations as the legacy kernels ([PURE_SIMD_OPS]); Q3_K and Q2_K are in LinearKQuantsLowBit.swift.
 //
 // Within a super-block everything stays in integers: 16-bit products, summed in pairs into 32-bit lanes,
-// multiplied by the 6-bit (Q4_K) or int8 (Q6_K) group scales and accumulated; Q4_K's minimums and Q6_K's
+// multiplied by the 6-bit (Q4_K / Q5_K) or int8 (Q6_K) group scales and accumulated; Q4_K's minimums and Q6_K's
 // −32 offset are applied with the activations' 16-element sums (ggml's `bsums`). One float multiply per
 // super-block remains, so results differ from ggml's 8-lane float sums ([BLOCK_DOT_ORDER]) only in rounding.
 //
@@ -15,45 +15,58 @@ enum KQuantKernels {
     static func rows(_ job: LinearJob, _ x: QuantizedActivations, rows: Range<Int>) {
         switch job.type {
         case .q4_K: q4_K(job, x, rows)
+        case .q5_K: q5_K(job, x, rows)
         case .q6_K: q6_K(job, x, rows)
+        case .q3_K: q3_K(job, x, rows)
+        case .q2_K: q2_K(job, x, rows)
         default: preconditionFailure(Linear.unsupportedMessage(job.type))
         }
     }
 
-    // MARK: Q4_K
+    // MARK: Q4_K and Q5_K
 
     /// block_q4_K (144 bytes): d, dmin (f16), 12 bytes of 6-bit scales and mins, 128 bytes of nibbles
     /// (see `Dequantize.q4_K`). y = d·sc·q − dmin·m.
     @inline(never)
     static func q4_K(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
+        q4KFamily(job, x, rows, hasFifthBit: false)
+    }
+
+    /// block_q5_K (176 bytes): Q4_K's d, dmin and scales, then 32 bytes of fifth bits (bit i / 32 of byte
+    /// i % 32 for element i) before the 128 bytes of nibbles (see `Dequantize.q5_K`). The kernels are Q4_K's
+    /// with the fifth bit or-ed into each code; the activations are in Q4_K's order.
+    @inline(never)
+    static func q5_K(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
+        q4KFamily(job, x, rows, hasFifthBit: true)
+    }
+
+    /// Q4_K (`hasFifthBit` false) or Q5_K rows; the flag is a constant in each inlined copy.
+    @inline(__always)
+    static func q4KFamily(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>, hasFifthBit: Bool) {
         if x.sizes.byteValues {
-            job.tokenTiles(rows) { row, token, count in q4KRowBytes(row, x, token: token, count: count) }
+            job.tokenTiles(rows) { row, token, count in
+                q4KRowBytes(row, x, token: token, count: count, hasFifthBit: hasFifthBit)
+            }
             return
         }
-        // Constant token counts (4, then 1) let each inlined copy drop the per-token branches.
-        var t = 0
-        while job.tokens &- t >= 4 {
-            for r in rows {
-                let sums = q4KRow(job.weights + r &* job.rowBytes, x, token: t, count: 4)
-                for k in 0..<4 { job.output[(t &+ k) &* job.rows &+ r] = sums[k] }
-            }
-            t &+= 4
-        }
-        while t < job.tokens {
-            for r in rows {
-                job.output[t &* job.rows &+ r] = q4KRow(job.weights + r &* job.rowBytes, x, token: t, count: 1)[0]
-            }
-            t &+= 1
+        job.tokenTiles(rows) { row, token, count in
+            q4KRow(row, x, token: token, count: count, hasFifthBit: hasFifthBit)
         }
     }
 
     @inline(__always)
-    static func q4KRow(_ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int) -> SIMD4<Float> {
+    static func q4KRow(_ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int, hasFifthBit: Bool)
+        -> SIMD4<Float>
+    {
         var sums = SIMD4<Float>()
         let blocks = x.sizes.blocks
+        let blockBytes = hasFifthBit ? 176 : 144
+        let codesStart = hasFifthBit ? 48 : 16
         for b in 0..<blocks {
-            let block = w + b &* 144
+            let block = w + b &* blockBytes
             let (scales, mins) = q4KScales(block)
+            // Q5_K: lane k holds the fifth bits of elements 2k (low byte) and 2k + 1 (high byte) of each 32.
+            let fifthBits = hasFifthBit ? (block + 16).loadUnaligned(as: SIMD16<UInt16>.self) : .zero
             let d = Dequantize.half(block, 0)
             let dmin = Dequantize.half(block, 2)
             var i0 = SIMD8<Int32>()
@@ -61,12 +74,24 @@ enum KQuantKernels {
             var i2 = SIMD8<Int32>()
             var i3 = SIMD8<Int32>()
             for chunk in 0..<4 {
-                let codesOffset: Int = 16 &+ 32 &* chunk
+                let codesOffset: Int = codesStart &+ 32 &* chunk
                 let codes = (block + codesOffset).loadUnaligned(as: SIMD16<UInt16>.self)
-                let c0 = unsafeBitCast(codes & 0x000F, to: SIMD16<Int16>.self)
-                let c1 = unsafeBitCast((codes &>> 4) & 0x000F, to: SIMD16<Int16>.self)
-                let c2 = unsafeBitCast((codes &>> 8) & 0x000F, to: SIMD16<Int16>.self)
-                let c3 = unsafeBitCast(codes &>> 12, to: SIMD16<Int16>.self)
+                var u0: SIMD16<UInt16> = codes & 0x000F
+                var u1: SIMD16<UInt16> = (codes &>> 4) & 0x000F
+                var u2: SIMD16<UInt16> = (codes &>> 8) & 0x000F
+                var u3: SIMD16<UInt16> = codes &>> 12
+                if hasFifthBit {
+                    // Elements 64c + j take bit 2c of their byte, 64c + 32 + j bit 2c + 1.
+                    let bit = UInt16(2 &* chunk)
+                    u0 |= ((fifthBits &>> bit) & 0x0001) &<< 4
+                    u1 |= ((fifthBits &>> (bit &+ 1)) & 0x0001) &<< 4
+                    u2 |= ((fifthBits &>> (bit &+ 8)) & 0x0001) &<< 4
+                    u3 |= ((fifthBits &>> (bit &+ 9)) & 0x0001) &<< 4
+                }
+                let c0 = unsafeBitCast(u0, to: SIMD16<Int16>.self)
+                let c1 = unsafeBitCast(u1, to: SIMD16<Int16>.self)
+                let c2 = unsafeBitCast(u2, to: SIMD16<Int16>.self)
+                let c3 = unsafeBitCast(u3, to: SIMD16<Int16>.self)
                 let lowShift: Int = 16 &* chunk
                 let lowScale: UInt64 = (scales &>> UInt64(lowShift)) & 0xFF
                 let highScale: UInt64 = (scales &>> UInt64(lowShift &+ 8)) & 0xFF
@@ -236,21 +261,24 @@ extension KQuantKernels {
     /// order. Codes times values are summed in pairs into 16-bit lanes (at most 2 · 15 · 127), and those,
     /// times their group's scale, in pairs into 32-bit lanes: each 32-bit lane holds four elements of one
     /// group (eight lanes of one group, eight of the other per product). Bounds: four products of at most
-    /// 2 · 2 · 15 · 127 · 63 per lane: < 2²¹, exact in a float. The minimum term, dmin · d_x · Σ_g m_g · Σq_g,
-    /// takes the activations' `groupSums32` (Σq per group, made once per token): exact integer products
-    /// m_g · Σq_g (< 2¹⁸), one float multiply-add per token.
+    /// 2 · 2 · 15 · 127 · 63 per lane: < 2²¹, exact in a float (Q5_K's 31 for 15: 3,968,496 < 2²²). The
+    /// minimum term, dmin · d_x · Σ_g m_g · Σq_g, takes the activations' `groupSums32` (Σq per group, made once
+    /// per token): exact integer products m_g · Σq_g (< 2¹⁸), one float multiply-add per token. Q5_K
+    /// (`hasFifthBit`) ors its fifth bits into the codes (16-bit pair sums at most 2 · 31 · 127).
     @inline(__always)
-    static func q4KRowBytes(_ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int)
-        -> SIMD4<Float>
-    {
+    static func q4KRowBytes(
+        _ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int, hasFifthBit: Bool
+    ) -> SIMD4<Float> {
         var dots = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
         var minimums = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
         let firstOfPair = SIMD16<UInt32>(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16)
         let secondOfPair: SIMD16<UInt32> = firstOfPair &+ 8
         let byteShifts = SIMD4<UInt32>(0, 8, 16, 24)
         let blocks = x.sizes.blocks
+        let blockBytes = hasFifthBit ? 176 : 144
+        let codesStart = hasFifthBit ? 48 : 16
         for b in 0..<blocks {
-            let block = w + b &* 144
+            let block = w + b &* blockBytes
             let (scales, mins) = q4KScales(block)
             let d = Dequantize.half(block, 0)
             let dmin = Dequantize.half(block, 2)
@@ -264,12 +292,25 @@ extension KQuantKernels {
             let minsLow = SIMD4<UInt32>(repeating: UInt32(truncatingIfNeeded: mins)) &>> byteShifts
             let minsHigh = SIMD4<UInt32>(repeating: UInt32(truncatingIfNeeded: mins &>> 32)) &>> byteShifts
             let groupMins = unsafeBitCast(SIMD8(lowHalf: minsLow, highHalf: minsHigh) & 0xFF, to: SIMD8<Int32>.self)
-            let codes0 = (block + 16).loadUnaligned(as: SIMD16<UInt32>.self)
-            let codes1 = (block + 80).loadUnaligned(as: SIMD16<UInt32>.self)
-            let nibbles0: SIMD16<UInt32> = codes0 & 0x0F0F_0F0F
-            let nibbles1: SIMD16<UInt32> = (codes0 &>> 4) & 0x0F0F_0F0F
-            let nibbles2: SIMD16<UInt32> = codes1 & 0x0F0F_0F0F
-            let nibbles3: SIMD16<UInt32> = (codes1 &>> 4) & 0x0F0F_0F0F
+            let codes0 = (block + codesStart).loadUnaligned(as: SIMD16<UInt32>.self)
+            let codes1 = (block + (codesStart &+ 64)).loadUnaligned(as: SIMD16<UInt32>.self)
+            var nibbles0: SIMD16<UInt32> = codes0 & 0x0F0F_0F0F
+            var nibbles1: SIMD16<UInt32> = (codes0 &>> 4) & 0x0F0F_0F0F
+            var nibbles2: SIMD16<UInt32> = codes1 & 0x0F0F_0F0F
+            var nibbles3: SIMD16<UInt32> = (codes1 &>> 4) & 0x0F0F_0F0F
+            if hasFifthBit {
+                // Byte j of the fifth bits serves elements j + 32k, k < 8, as bit k; nibbles0 holds elements
+                // 0–31 and 64–95 (bits 0 and 2), nibbles1 32–63 and 96–127 (bits 1 and 3), and so on.
+                let bits = (block + 16).loadUnaligned(as: SIMD8<UInt32>.self)
+                @inline(__always) func fifth(_ first: UInt32) -> SIMD16<UInt32> {
+                    let both = SIMD16(lowHalf: bits &>> first, highHalf: bits &>> (first &+ 2))
+                    return (both & 0x0101_0101) &<< 4
+                }
+                nibbles0 |= fifth(0)
+                nibbles1 |= fifth(1)
+                nibbles2 |= fifth(4)
+                nibbles3 |= fifth(5)
+            }
             @inline(__always) func accumulate(_ dot: inout SIMD16<Float>, _ minimum: inout SIMD8<Float>, _ k: Int) {
                 let t = token &+ k
                 let y = x.bytes(token: t) + b &* 256

@@ -10,7 +10,8 @@ import WhaleCore
 //
 // [BLOCK_DOT_ORDER] Each block's integer dot product is exact, so only the float steps matter. Legacy
 // types follow llama.cpp's x86 (AVX2) dot products, which `apply` reproduces bit for bit ([X86_BLOCK_DOT]);
-// K-quants follow the 8 float lanes `sums[l]` of `ggml_vec_dot_q4_K_q8_K_generic` / `…_q6_K_…`.
+// K-quants follow the 8 float lanes `sums[l]` of `ggml_vec_dot_q4_K_q8_K_generic` / `…_q5_K_…` / `…_q6_K_…` /
+// `…_q3_K_…`, and Q2_K's one float step per block.
 
 extension Linear {
     /// The scalar specification of `apply` (same quantization of activations, same block order), used by tests.
@@ -24,7 +25,7 @@ extension Linear {
         let rows = weight.rows
         let columns = weight.columns
         switch weight.type {
-        case .f32, .f16, .bf16, .f8E4M3, .q5_K, .q3_K, .q2_K:
+        case .f32, .f16, .bf16, .f8E4M3:
             var row = [Float](repeating: 0, count: columns)
             for r in 0..<rows {
                 row.withUnsafeMutableBufferPointer { weight.dequantizeRow(r, into: $0.baseAddress!) }
@@ -123,8 +124,10 @@ enum ReferenceDot {
             }
             let half: [Float] = (0..<4).map { (i: Int) -> Float in lanes[i + 4] + lanes[i] }
             return ((half[0] + half[2]) + (half[1] + half[3])) + summs
-        case .q4_K: return q4_K(w, x, blocks: blocks)
+        case .q4_K, .q5_K: return q4_K(w, x, blocks: blocks, hasFifthBit: type == .q5_K)
         case .q6_K: return q6_K(w, x, blocks: blocks)
+        case .q3_K: return q3_K(w, x, blocks: blocks)
+        case .q2_K: return q2_K(w, x, blocks: blocks)
         default: preconditionFailure(Linear.unsupportedMessage(type))
         }
     }
@@ -171,18 +174,25 @@ enum ReferenceDot {
         if type == .q4_1 || type == .q5_1 { summs = summs.addingProduct(Dequantize.half(block, 2), x.offsets[b]) }
     }
 
-    /// `ggml_vec_dot_q4_K_q8_K_generic`.
-    static func q4_K(_ w: UnsafeRawPointer, _ x: ReferenceActivations, blocks: Int) -> Float {
+    /// `ggml_vec_dot_q4_K_q8_K_generic`, and with `hasFifthBit` `ggml_vec_dot_q5_K_q8_K_generic` (the same
+    /// steps with 5-bit codes).
+    static func q4_K(_ w: UnsafeRawPointer, _ x: ReferenceActivations, blocks: Int, hasFifthBit: Bool) -> Float {
         var sums = [Float](repeating: 0, count: 8)
         var sumf: Float = 0
+        let codes = hasFifthBit ? 48 : 16
         for i in 0..<blocks {
-            let block = w + i * 144
+            let block = w + i * (hasFifthBit ? 176 : 144)
             var a = [Int32](repeating: 0, count: 256)
             for chunk in 0..<4 {
                 for l in 0..<32 {
-                    let packed = Dequantize.byte(block, 16 + chunk * 32 + l)
+                    let packed = Dequantize.byte(block, codes + chunk * 32 + l)
                     a[chunk * 64 + l] = Int32(packed & 0x0F)
                     a[chunk * 64 + 32 + l] = Int32(packed >> 4)
+                    if hasFifthBit {
+                        let high = Int32(Dequantize.byte(block, 16 + l))
+                        a[chunk * 64 + l] |= ((high >> (2 * chunk)) & 1) << 4
+                        a[chunk * 64 + 32 + l] |= ((high >> (2 * chunk + 1)) & 1) << 4
+                    }
                 }
             }
             var sumi: Int32 = 0
@@ -236,6 +246,65 @@ enum ReferenceDot {
         }
         var sumf: Float = 0
         for l in 0..<8 { sumf += sums[l] }
+        return sumf
+    }
+
+    /// `ggml_vec_dot_q3_K_q8_K_generic`: codes q − 4·[hmask bit clear] times values, per group of 16 times
+    /// the scale − 32, into eight integer lanes, then eight float lanes.
+    static func q3_K(_ w: UnsafeRawPointer, _ x: ReferenceActivations, blocks: Int) -> Float {
+        var sums = [Float](repeating: 0, count: 8)
+        for i in 0..<blocks {
+            let block = w + i * 110
+            var a = [Int32](repeating: 0, count: 256)
+            for half in 0..<2 {
+                for j in 0..<4 {
+                    for l in 0..<32 {
+                        let q = Int32((Dequantize.byte(block, 32 + 32 * half + l) >> (2 * j)) & 3)
+                        let isHigh = (Dequantize.byte(block, l) >> (4 * half + j)) & 1 == 1
+                        a[128 * half + 32 * j + l] = isHigh ? q : q - 4
+                    }
+                }
+            }
+            var aux32 = [Int32](repeating: 0, count: 8)
+            for group in 0..<16 {
+                let low = Int32((Dequantize.byte(block, 96 + group % 8) >> (4 * (group / 8))) & 0x0F)
+                let high = Int32((Dequantize.byte(block, 104 + group % 4) >> (2 * (group / 4))) & 0x03)
+                let scale = (low | high << 4) - 32
+                for k in 0..<16 {
+                    let index = group * 16 + k
+                    aux32[k % 8] += scale * (Int32(x.values[i * 256 + index]) * a[index])
+                }
+            }
+            let d = Dequantize.half(block, 108) * x.scales[i]
+            for l in 0..<8 { sums[l] += d * Float(aux32[l]) }
+        }
+        var sumf: Float = 0
+        for l in 0..<8 { sumf += sums[l] }
+        return sumf
+    }
+
+    /// `ggml_vec_dot_q2_K_q8_K_generic`: one integer sum of codes × values × scale per block, the mins
+    /// with the per-16 sums, one float step per block.
+    static func q2_K(_ w: UnsafeRawPointer, _ x: ReferenceActivations, blocks: Int) -> Float {
+        var sumf: Float = 0
+        for i in 0..<blocks {
+            let block = w + i * 84
+            var summs: Int32 = 0
+            for group in 0..<16 { summs += x.groupSums[i * 16 + group] * Int32(Dequantize.byte(block, group) >> 4) }
+            var isum: Int32 = 0
+            for half in 0..<2 {
+                for j in 0..<4 {
+                    for l in 0..<32 {
+                        let q = Int32((Dequantize.byte(block, 16 + 32 * half + l) >> (2 * j)) & 3)
+                        let scale = Int32(Dequantize.byte(block, 8 * half + 2 * j + l / 16) & 0x0F)
+                        isum += scale * q * Int32(x.values[i * 256 + 128 * half + 32 * j + l])
+                    }
+                }
+            }
+            let dall = x.scales[i] * Dequantize.half(block, 80)
+            let dmin = x.scales[i] * Dequantize.half(block, 82)
+            sumf += dall * Float(isum) - dmin * Float(summs)
+        }
         return sumf
     }
 }

@@ -135,9 +135,9 @@ enum ActivationLayout {
     case nibbleQuads(q8_1: Bool)
     /// Q8_0 values (Q8_0 weights) in the even/odd order.
     case evenOdd
-    /// Q8_K values in the Q4_K nibble order, with per-16 sums (`bsums`).
+    /// Q8_K values in the Q4_K nibble order, with per-16 sums (`bsums`): Q4_K and Q5_K weights.
     case q4K
-    /// Q8_K values in the even/odd order, with per-16 sums.
+    /// Q8_K values in the even/odd order, with per-16 sums: Q6_K, Q3_K and Q2_K weights.
     case q6K
 
     init(_ weightType: DType) {
@@ -145,8 +145,8 @@ enum ActivationLayout {
         case .q4_0, .q5_0: self = .nibbleQuads(q8_1: false)
         case .q4_1, .q5_1: self = .nibbleQuads(q8_1: true)
         case .q8_0: self = .evenOdd
-        case .q4_K: self = .q4K
-        case .q6_K: self = .q6K
+        case .q4_K, .q5_K: self = .q4K
+        case .q6_K, .q3_K, .q2_K: self = .q6K
         default: preconditionFailure(Linear.unsupportedMessage(weightType))
         }
     }
@@ -159,6 +159,7 @@ enum ActivationLayout {
         case .q4_0: 8
         case .q5_0: 16
         case .q6_K: 32
+        case .q3_K: 4
         default: 0
         }
     }
@@ -251,7 +252,7 @@ struct QuantizedActivations {
     let groupSums: UnsafeMutablePointer<Int32>
     /// Byte values with a code offset only: −offset · Σq of each 4 values, natural order, `[tokens, columns / 4]`.
     let laneSums: UnsafeMutablePointer<Int32>
-    /// Q4_K byte values only: Σq of each 32 values (one Q4_K group; the activations' part of its minimum
+    /// Q4_K-order byte values only: Σq of each 32 values (one Q4_K group; the activations' part of its minimum
     /// term), `[tokens, columns / 32]`.
     let groupSums32: UnsafeMutablePointer<Int32>
     /// Byte values of 32-element blocks with a code offset only: −offset · Σq of each block (the start of the
