@@ -5,7 +5,13 @@
 # llama-dump-taps (scripts/taps/llama-dump-taps.cpp, compiled with g++ against the static libllama / ggml
 # built here), which writes a forward pass's intermediate tensors in the tap format of scripts/diff-taps.py.
 #
-#   scripts/build-llama-cpp.sh [-jN]      # default -j1 (the machine has 2 cores shared with Swift builds)
+#   scripts/build-llama-cpp.sh [-jN] [--no-amx]    # default -j1 (2 cores shared with Swift builds)
+#
+# --no-amx builds llama-bench and llama-perplexity into build-no-amx/ with the native build's flags less
+# Intel AMX: on a CPU with AMX (Sapphire Rapids and later) the native build puts weights into its AMX buffer
+# type, and this llama.cpp then aborts on DeepSeek MLA models (`GGML_ASSERT(*cur_backend_id != -1)` in
+# ggml-backend.cpp, measured 2026-12-06 on dsv3-mini); without AMX it runs them with its usual AVX-512 and
+# repacked kernels.
 #
 # Output: $LLAMA_CPP_BUILD_ROOT, default <repo>/.build-llama.cpp (git-ignored by `.build*/`, never committed).
 # Needs cmake (e.g. `python3 -m pip install cmake`), a C++17 compiler and pip (the sdist comes from PyPI).
@@ -21,11 +27,13 @@ LLAMA_CPP_PYTHON_VERSION=0.3.36
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROOT=${LLAMA_CPP_BUILD_ROOT:-$REPO/.build-llama.cpp}
 JOBS=1
+NO_AMX=0
 for arg in "$@"; do
     case "$arg" in
         -j[0-9]*) JOBS=${arg#-j} ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
-        *) echo "error: unknown argument '$arg' (expected -jN)" >&2; exit 2 ;;
+        --no-amx) NO_AMX=1 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) echo "error: unknown argument '$arg' (expected -jN or --no-amx)" >&2; exit 2 ;;
     esac
 done
 
@@ -34,6 +42,14 @@ SRC_PARENT="$ROOT/src"
 SDIST_DIR="$SRC_PARENT/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION"
 LLAMA_SRC="$SDIST_DIR/vendor/llama.cpp"
 BUILD="$ROOT/build"
+EXTRA_FLAGS=()
+if [ "$NO_AMX" = 1 ]; then
+    TARGETS=(llama-perplexity llama-bench)
+    BUILD="$ROOT/build-no-amx"
+    # Explicit -mno-* options win over -march=native's defaults whatever their order (GCC and clang).
+    EXTRA_FLAGS=(-DCMAKE_C_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" \
+        -DCMAKE_CXX_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16")
+fi
 
 if ! command -v cmake >/dev/null 2>&1; then
     echo "error: cmake not found; install it (e.g. python3 -m pip install cmake, or apt-get install cmake)" >&2
@@ -71,7 +87,7 @@ if [ ! -f "$BUILD/CMakeCache.txt" ] || ! grep -q '^LLAMA_BUILD_SERVER:BOOL=ON' "
         -DLLAMA_USE_PREBUILT_UI=OFF \
         -DLLAMA_BUILD_TOOLS=ON \
         -DLLAMA_BUILD_EXAMPLES=ON \
-        -DBUILD_SHARED_LIBS=OFF >&2
+        -DBUILD_SHARED_LIBS=OFF "${EXTRA_FLAGS[@]}" >&2
 fi
 
 nice -n 10 cmake --build "$BUILD" --config Release -j "$JOBS" --target "${TARGETS[@]}" >&2
@@ -82,6 +98,11 @@ for t in "${TARGETS[@]}"; do
         exit 1
     fi
 done
+
+if [ "$NO_AMX" = 1 ]; then
+    echo "$BUILD/bin"
+    exit 0
+fi
 
 # Our tap dumper, linked against the static libraries built above (the same llama.cpp commit). Rebuilt
 # when its source or a library is newer than the binary. ggml-cpu uses OpenMP when cmake found it.
