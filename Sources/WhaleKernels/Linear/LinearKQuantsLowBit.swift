@@ -5,8 +5,8 @@
 // of qs[32h + l], in 16-element group 8h + 2j + l / 16. Q3_K adds a third bit (bit 4h + j of hmask[l], set
 // meaning +4 over Q2_K's range, clear meaning the value is 4 lower) and signed 6-bit scales; Q2_K adds
 // 4-bit scales and mins. Codes are unsigned — Q3_K's value is `code − 4`, its offset applied with the
-// activations' group sums (portable) or lane sums (bytes), as Q6_K's −32 is — so both types read their
-// activations in Q6_K's layout (`ActivationLayout.q6K`).
+// activations' per-16 sums as Q2_K's mins are — and both types read their activations in Q6_K's layout
+// (`ActivationLayout.q6K`).
 
 extension KQuantKernels {
     /// block_q2_K (84 bytes): 16 bytes of scales (low nibble) and mins (high nibble), 64 bytes of 2-bit
@@ -134,97 +134,91 @@ extension KQuantKernels {
         return sums
     }
 
-    /// One row with byte dot products (`ByteDotProduct`). Per half super-block the 32 code bytes (and
-    /// Q3_K's 32 hmask bytes) make two vectors of 64 codes in natural order, four to a 32-bit lane, so
-    /// lanes 4g…4g + 3 of a vector are one 16-element group. Q3_K's products start from the activations'
-    /// `laneSums` (−4 · Σ of the lane's four values), which applies its −4 offset; Q2_K's mins take the
-    /// per-16 `groupSums`. Bounds: a lane is at most 4 · 4 · 127 (Q3_K, offset applied) or 4 · 3 · 127 (Q2_K)
-    /// in magnitude, times a scale ≤ 32 or 15, two of them: < 2¹⁸, exact in a float.
+    /// One row with byte dot products (`ByteDotProduct`), as Q4_K's: per half super-block the 32 code bytes
+    /// (and Q3_K's 32 hmask bytes) make two vectors of 64 unsigned codes in natural order, four to a 32-bit
+    /// lane, so lanes 4g…4g + 3 of a vector are one 16-element group. Codes times values are summed in pairs
+    /// into 16-bit lanes (at most 2 · 7 · 127), and those, times their group's scale, in pairs into 32-bit
+    /// lanes over the whole super-block: one conversion per super-block and token. Bounds: four products of
+    /// at most 2 · 2 · 7 · 127 · 32 per lane (Q2_K: 3 and 15): < 2²², exact in a float. The offset term —
+    /// Q3_K's −4 · Σ_g sc_g · Σq_g, Q2_K's mins Σ_g m_g · Σq_g — takes the per-16 `groupSums`: exact integer
+    /// products (< 2¹⁹), one float multiply-add per super-block and token.
     @inline(__always)
     static func lowBitRowBytes(
         _ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int, isQ3K: Bool
     ) -> SIMD4<Float> {
         var dots = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
-        var minimums = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+        var offsets = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
         // Right shifts that bring byte i / 4 of a word to the bottom of lane i.
         let quadShifts = SIMD16<UInt32>(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24)
         let blockBytes = isQ3K ? 110 : 84
         let codesStart = isQ3K ? 32 : 16
         for b in 0..<x.sizes.blocks {
             let block = w + b &* blockBytes
-            let d = Dequantize.half(block, isQ3K ? 108 : 80)
             let scaleWords = lowBitScaleWords(block, isQ3K: isQ3K)
-            @inline(__always) func laneScales(_ word: UInt32) -> SIMD16<Int32> {
-                let bytes = unsafeBitCast((SIMD16(repeating: word) &>> quadShifts) & 0xFF, to: SIMD16<Int32>.self)
-                return isQ3K ? bytes &- 32 : bytes & 0x0F
+            /// The scales of four groups (bytes of `word`), each in both 16-bit halves of its four lanes.
+            @inline(__always) func laneScales(_ word: UInt32) -> SIMD16<UInt32> {
+                let bytes: SIMD16<UInt32> = (SIMD16(repeating: word) &>> quadShifts) & 0xFF
+                let scales: SIMD16<UInt32> = isQ3K ? (bytes &- 32) & 0xFFFF : bytes & 0x0F
+                return scales &* 0x0001_0001
             }
             let thirdBits = isQ3K ? block.loadUnaligned(as: SIMD8<UInt32>.self) : .zero
-            for half in 0..<2 {
+            /// The 64 codes of elements 128h + 64v …, v < 2.
+            @inline(__always) func codes(_ half: Int, _ v: Int) -> SIMD16<UInt32> {
                 let codeBytes = (block + (codesStart &+ 32 &* half)).loadUnaligned(as: SIMD8<UInt32>.self)
-                var codes0: SIMD16<UInt32> = SIMD16(lowHalf: codeBytes, highHalf: codeBytes &>> 2) & 0x0303_0303
-                var codes1: SIMD16<UInt32> =
-                    SIMD16(lowHalf: codeBytes &>> 4, highHalf: codeBytes &>> 6) & 0x0303_0303
+                let first = UInt32(4 &* v)
+                var codes: SIMD16<UInt32> =
+                    SIMD16(lowHalf: codeBytes &>> first, highHalf: codeBytes &>> (first &+ 2)) & 0x0303_0303
                 if isQ3K {
                     // Elements 128h + 32j + l take bit 4h + j of hmask[l].
-                    let first = UInt32(4 &* half)
-                    let bits0 = SIMD16(lowHalf: thirdBits &>> first, highHalf: thirdBits &>> (first &+ 1))
-                    let bits1 = SIMD16(lowHalf: thirdBits &>> (first &+ 2), highHalf: thirdBits &>> (first &+ 3))
-                    codes0 |= (bits0 & 0x0101_0101) &<< 2
-                    codes1 |= (bits1 & 0x0101_0101) &<< 2
+                    let bit = UInt32(4 &* half &+ 2 &* v)
+                    let bits = SIMD16(lowHalf: thirdBits &>> bit, highHalf: thirdBits &>> (bit &+ 1))
+                    codes |= (bits & 0x0101_0101) &<< 2
                 }
-                let scale0 = laneScales(scaleWords[2 &* half])
-                let scale1 = laneScales(scaleWords[2 &* half &+ 1])
-                let element: Int = b &* 256 &+ 128 &* half
-                @inline(__always) func accumulate(_ dot: inout SIMD16<Float>, _ k: Int) {
-                    let t = token &+ k
-                    let y = x.bytes(token: t) + element
-                    let start0: SIMD16<Int32>
-                    let start1: SIMD16<Int32>
-                    if isQ3K {
-                        let offsets = x.laneSums(token: t) + element
-                        start0 = offsets.loadUnaligned(as: SIMD16<Int32>.self)
-                        start1 = offsets.loadUnaligned(fromByteOffset: 64, as: SIMD16<Int32>.self)
-                    } else {
-                        start0 = .zero
-                        start1 = .zero
-                    }
-                    let p0 = ByteDotProduct.accumulate(start0, codes0, y.loadUnaligned(as: SIMD16<UInt32>.self))
-                    let p1 = ByteDotProduct.accumulate(
-                        start1, codes1, y.loadUnaligned(fromByteOffset: 64, as: SIMD16<UInt32>.self))
-                    let sum: SIMD16<Int32> = scale0 &* p0 &+ scale1 &* p1
-                    let yd = x.scales(token: t).load(fromByteOffset: b &* 4, as: Float.self)
-                    dot.addProduct(ByteDotProduct.exactFloat(sum), SIMD16(repeating: d * yd))
-                }
-                accumulate(&dots.0, 0)
-                if count > 1 { accumulate(&dots.1, 1) }
-                if count > 2 { accumulate(&dots.2, 2) }
-                if count > 3 { accumulate(&dots.3, 3) }
+                return codes
             }
-            if !isQ3K {
-                // Mins (≤ 15) times Σq of each 16 values (≤ 16 · 127): exact integer products.
-                let dmin = Dequantize.half(block, 82)
-                let mins = unsafeBitCast(byteLanes(scaleWords) &>> 4, to: SIMD16<Int32>.self)
-                @inline(__always) func subtract(_ minimum: inout SIMD16<Float>, _ k: Int) {
-                    let t = token &+ k
-                    let yd = x.scales(token: t).load(fromByteOffset: b &* 4, as: Float.self)
-                    let groupOffset: Int = t &* x.sizes.groupsPerToken &+ b &* 16
-                    let groupSums = UnsafeRawPointer(x.groupSums + groupOffset).loadUnaligned(as: SIMD16<Int32>.self)
-                    minimum.addProduct(ByteDotProduct.exactFloat(mins &* groupSums), SIMD16(repeating: dmin * yd))
+            let codes0 = codes(0, 0)
+            let codes1 = codes(0, 1)
+            let codes2 = codes(1, 0)
+            let codes3 = codes(1, 1)
+            let scale0 = laneScales(scaleWords[0])
+            let scale1 = laneScales(scaleWords[1])
+            let scale2 = laneScales(scaleWords[2])
+            let scale3 = laneScales(scaleWords[3])
+            let d = Dequantize.half(block, isQ3K ? 108 : 80)
+            let offsetScale = isQ3K ? d : Dequantize.half(block, 82)
+            let scaleBytes = unsafeBitCast(byteLanes(scaleWords), to: SIMD16<Int32>.self)
+            // Q3_K: 4 · (sc − 32), subtracted; Q2_K: the mins.
+            let offsetWeights: SIMD16<Int32> = isQ3K ? (scaleBytes &- 32) &* 4 : scaleBytes &>> 4
+            @inline(__always) func accumulate(_ dot: inout SIMD16<Float>, _ offset: inout SIMD16<Float>, _ k: Int) {
+                let t = token &+ k
+                let y = x.bytes(token: t) + b &* 256
+                @inline(__always) func values(_ at: Int) -> SIMD16<UInt32> {
+                    y.loadUnaligned(fromByteOffset: at, as: SIMD16<UInt32>.self)
                 }
-                subtract(&minimums.0, 0)
-                if count > 1 { subtract(&minimums.1, 1) }
-                if count > 2 { subtract(&minimums.2, 2) }
-                if count > 3 { subtract(&minimums.3, 3) }
+                var sum = ByteDotProduct.accumulatePairs(.zero, ByteDotProduct.pairSums(codes0, values(0)), scale0)
+                sum = ByteDotProduct.accumulatePairs(sum, ByteDotProduct.pairSums(codes1, values(64)), scale1)
+                sum = ByteDotProduct.accumulatePairs(sum, ByteDotProduct.pairSums(codes2, values(128)), scale2)
+                sum = ByteDotProduct.accumulatePairs(sum, ByteDotProduct.pairSums(codes3, values(192)), scale3)
+                let yd = x.scales(token: t).load(fromByteOffset: b &* 4, as: Float.self)
+                dot.addProduct(ByteDotProduct.exactFloat(sum), SIMD16(repeating: d * yd))
+                let groupOffset: Int = t &* x.sizes.groupsPerToken &+ b &* 16
+                let groupSums = UnsafeRawPointer(x.groupSums + groupOffset).loadUnaligned(as: SIMD16<Int32>.self)
+                offset.addProduct(
+                    ByteDotProduct.exactFloat(offsetWeights &* groupSums), SIMD16(repeating: offsetScale * yd))
             }
+            accumulate(&dots.0, &offsets.0, 0)
+            if count > 1 { accumulate(&dots.1, &offsets.1, 1) }
+            if count > 2 { accumulate(&dots.2, &offsets.2, 2) }
+            if count > 3 { accumulate(&dots.3, &offsets.3, 3) }
         }
-        @inline(__always) func total(_ dot: SIMD16<Float>, _ minimum: SIMD16<Float>) -> Float {
-            isQ3K ? Vector.halvingSum(dot) : Vector.halvingSum(dot) - Vector.halvingSum(minimum)
+        @inline(__always) func total(_ dot: SIMD16<Float>, _ offset: SIMD16<Float>) -> Float {
+            Vector.halvingSum(dot) - Vector.halvingSum(offset)
         }
         var sums = SIMD4<Float>()
-        sums[0] = total(dots.0, minimums.0)
-        if count > 1 { sums[1] = total(dots.1, minimums.1) }
-        if count > 2 { sums[2] = total(dots.2, minimums.2) }
-        if count > 3 { sums[3] = total(dots.3, minimums.3) }
+        sums[0] = total(dots.0, offsets.0)
+        if count > 1 { sums[1] = total(dots.1, offsets.1) }
+        if count > 2 { sums[2] = total(dots.2, offsets.2) }
+        if count > 3 { sums[3] = total(dots.3, offsets.3) }
         return sums
     }
 }

@@ -159,7 +159,6 @@ enum ActivationLayout {
         case .q4_0: 8
         case .q5_0: 16
         case .q6_K: 32
-        case .q3_K: 4
         default: 0
         }
     }
