@@ -83,10 +83,10 @@ enum KQuantKernels {
                 if hasFifthBit {
                     // Elements 64c + j take bit 2c of their byte, 64c + 32 + j bit 2c + 1.
                     let bit = UInt16(2 &* chunk)
-                    u0 |= ((fifthBits &>> bit) & 0x0001) &<< 4
-                    u1 |= ((fifthBits &>> (bit &+ 1)) & 0x0001) &<< 4
-                    u2 |= ((fifthBits &>> (bit &+ 8)) & 0x0001) &<< 4
-                    u3 |= ((fifthBits &>> (bit &+ 9)) & 0x0001) &<< 4
+                    u0 |= laneBit(fifthBits, bit, movedTo: 4)
+                    u1 |= laneBit(fifthBits, bit &+ 1, movedTo: 4)
+                    u2 |= laneBit(fifthBits, bit &+ 8, movedTo: 4)
+                    u3 |= laneBit(fifthBits, bit &+ 9, movedTo: 4)
                 }
                 let c0 = unsafeBitCast(u0, to: SIMD16<Int16>.self)
                 let c1 = unsafeBitCast(u1, to: SIMD16<Int16>.self)
@@ -135,6 +135,15 @@ enum KQuantKernels {
             if count > 3 { sums[3] += finish(i3, 3) }
         }
         return sums
+    }
+
+    /// Bit `bit` of each lane, moved to bit `position` (the rest zero). A function with typed operands: as
+    /// inline expressions, Swift 6.0's type checker takes ~100 ms for each of these.
+    @inline(__always)
+    static func laneBit(_ lanes: SIMD16<UInt16>, _ bit: UInt16, movedTo position: UInt16) -> SIMD16<UInt16> {
+        let shifted: SIMD16<UInt16> = lanes &>> bit
+        let isolated: SIMD16<UInt16> = shifted & 0x0001
+        return isolated &<< position
     }
 
     /// Scales (byte g = scale of group g) and mins, unpacked from the 12 bytes at offset 4 as ggml's

@@ -86,12 +86,14 @@ extension KQuantKernels {
                 let codes = (block + codesOffset).loadUnaligned(as: SIMD16<UInt16>.self)
                 for j in 0..<4 {
                     let shift = UInt16(2 &* j)
-                    var evenCodes: SIMD16<UInt16> = (codes &>> shift) & 0x0003
-                    var oddCodes: SIMD16<UInt16> = (codes &>> (shift &+ 8)) & 0x0003
+                    let evenShifted: SIMD16<UInt16> = codes &>> shift
+                    let oddShifted: SIMD16<UInt16> = codes &>> (shift &+ 8)
+                    var evenCodes: SIMD16<UInt16> = evenShifted & 0x0003
+                    var oddCodes: SIMD16<UInt16> = oddShifted & 0x0003
                     if isQ3K {
                         let bit = UInt16(4 &* half &+ j)
-                        evenCodes |= ((thirdBits &>> bit) & 0x0001) &<< 2
-                        oddCodes |= ((thirdBits &>> (bit &+ 8)) & 0x0001) &<< 2
+                        evenCodes |= laneBit(thirdBits, bit, movedTo: 2)
+                        oddCodes |= laneBit(thirdBits, bit &+ 8, movedTo: 2)
                     }
                     let even = unsafeBitCast(evenCodes, to: SIMD16<Int16>.self)
                     let odd = unsafeBitCast(oddCodes, to: SIMD16<Int16>.self)
@@ -157,8 +159,10 @@ extension KQuantKernels {
             let scaleWords = lowBitScaleWords(block, isQ3K: isQ3K)
             /// The scales of four groups (bytes of `word`), each in both 16-bit halves of its four lanes.
             @inline(__always) func laneScales(_ word: UInt32) -> SIMD16<UInt32> {
-                let bytes: SIMD16<UInt32> = (SIMD16(repeating: word) &>> quadShifts) & 0xFF
-                let scales: SIMD16<UInt32> = isQ3K ? (bytes &- 32) & 0xFFFF : bytes & 0x0F
+                let spread: SIMD16<UInt32> = SIMD16(repeating: word) &>> quadShifts
+                let bytes: SIMD16<UInt32> = spread & 0xFF
+                let centered: SIMD16<UInt32> = bytes &- 32
+                let scales: SIMD16<UInt32> = isQ3K ? centered & 0xFFFF : bytes & 0x0F
                 return scales &* 0x0001_0001
             }
             let thirdBits = isQ3K ? block.loadUnaligned(as: SIMD8<UInt32>.self) : .zero
@@ -166,13 +170,17 @@ extension KQuantKernels {
             @inline(__always) func codes(_ half: Int, _ v: Int) -> SIMD16<UInt32> {
                 let codeBytes = (block + (codesStart &+ 32 &* half)).loadUnaligned(as: SIMD8<UInt32>.self)
                 let first = UInt32(4 &* v)
-                var codes: SIMD16<UInt32> =
-                    SIMD16(lowHalf: codeBytes &>> first, highHalf: codeBytes &>> (first &+ 2)) & 0x0303_0303
+                let low: SIMD8<UInt32> = codeBytes &>> first
+                let high: SIMD8<UInt32> = codeBytes &>> (first &+ 2)
+                let both = SIMD16<UInt32>(lowHalf: low, highHalf: high)
+                var codes: SIMD16<UInt32> = both & 0x0303_0303
                 if isQ3K {
                     // Elements 128h + 32j + l take bit 4h + j of hmask[l].
                     let bit = UInt32(4 &* half &+ 2 &* v)
-                    let bits = SIMD16(lowHalf: thirdBits &>> bit, highHalf: thirdBits &>> (bit &+ 1))
-                    codes |= (bits & 0x0101_0101) &<< 2
+                    let lowBits: SIMD8<UInt32> = thirdBits &>> bit
+                    let highBits: SIMD8<UInt32> = thirdBits &>> (bit &+ 1)
+                    let bits: SIMD16<UInt32> = SIMD16(lowHalf: lowBits, highHalf: highBits) & 0x0101_0101
+                    codes |= bits &<< 2
                 }
                 return codes
             }
@@ -188,7 +196,9 @@ extension KQuantKernels {
             let offsetScale = isQ3K ? d : Dequantize.half(block, 82)
             let scaleBytes = unsafeBitCast(byteLanes(scaleWords), to: SIMD16<Int32>.self)
             // Q3_K: 4 · (sc − 32), subtracted; Q2_K: the mins.
-            let offsetWeights: SIMD16<Int32> = isQ3K ? (scaleBytes &- 32) &* 4 : scaleBytes &>> 4
+            let fourTimesScales: SIMD16<Int32> = (scaleBytes &- 32) &* 4
+            let mins: SIMD16<Int32> = scaleBytes &>> 4
+            let offsetWeights = isQ3K ? fourTimesScales : mins
             @inline(__always) func accumulate(_ dot: inout SIMD16<Float>, _ offset: inout SIMD16<Float>, _ k: Int) {
                 let t = token &+ k
                 let y = x.bytes(token: t) + b &* 256
@@ -203,8 +213,8 @@ extension KQuantKernels {
                 dot.addProduct(ByteDotProduct.exactFloat(sum), SIMD16(repeating: d * yd))
                 let groupOffset: Int = t &* x.sizes.groupsPerToken &+ b &* 16
                 let groupSums = UnsafeRawPointer(x.groupSums + groupOffset).loadUnaligned(as: SIMD16<Int32>.self)
-                offset.addProduct(
-                    ByteDotProduct.exactFloat(offsetWeights &* groupSums), SIMD16(repeating: offsetScale * yd))
+                let weighted: SIMD16<Int32> = offsetWeights &* groupSums
+                offset.addProduct(ByteDotProduct.exactFloat(weighted), SIMD16(repeating: offsetScale * yd))
             }
             accumulate(&dots.0, &offsets.0, 0)
             if count > 1 { accumulate(&dots.1, &offsets.1, 1) }
