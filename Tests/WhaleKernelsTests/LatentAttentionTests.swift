@@ -129,8 +129,13 @@ struct LatentAttentionTests {
                     let ropeDot = Self.dot(referenceRopeQueries, ropeStart, ropeKeys[t], j * c.ropeDim, c.ropeDim)
                     row[j] = (latentDot + ropeDot) * scale
                 }
-                row.withUnsafeMutableBufferPointer { Ops.softmax($0.baseAddress!, count: length) }
-                if c.precision == .f16 { row = row.map(Self.halfRounded) }
+                // `.f16` (GGUF models): ggml's softmax, rounded to half; otherwise transformers'.
+                if c.precision == .f16 {
+                    row.withUnsafeMutableBufferPointer { Ops.softmaxX86($0.baseAddress!, count: length) }
+                    row = row.map(Self.halfRounded)
+                } else {
+                    row.withUnsafeMutableBufferPointer { Ops.softmax($0.baseAddress!, count: length) }
+                }
                 for j in 0..<length {
                     expectedWeights[(h * count + t) * longest + j] = row[j]
                     for i in 0..<c.rank {

@@ -2,6 +2,12 @@ import Testing
 import WhaleCore
 import WhaleKernels
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// `Linear.apply` against its scalar specification `Linear.reference`, and the reference against plain
 /// float32 math on dequantized weights. Shapes are small and awkward (debug builds are 100–2000× slower
 /// than release); every quantized case uses random blocks with sane float16 scales.
@@ -243,6 +249,35 @@ struct LinearTests {
         }
     }
 
+    /// The kernels ask for weights ahead of the block they multiply ([STREAM_PREFETCH]), also past the end
+    /// of the matrix; that must never fault, even when the next page cannot be read. Each matrix (and its
+    /// repacked copy, where the build repacks) ends exactly where an unreadable page begins.
+    @Test("weights that end at an unreadable page", arguments: types)
+    func weightsBeforeUnreadablePage(type: DType) throws {
+        let rows = 32
+        let columns = 4 * max(32, type.blockSize)
+        let source = TestMatrix(type: type, rows: rows, columns: columns, seed: 77)
+        let fileCopy = try GuardedBytes(count: source.weight.byteCount)
+        fileCopy.start.copyMemory(from: source.weight.data, byteCount: source.weight.byteCount)
+        var weight = WeightMatrix(type: type, rows: rows, columns: columns, data: UnsafeRawPointer(fileCopy.start))
+        var tolerance = Self.orderTolerance[type]!
+        let repacked = try GuardedBytes(count: weight.byteCount)
+        if InterleavedRows.isPreferred(type, rows: rows) {
+            weight = weight.interleaved(into: repacked.start)
+            tolerance = max(tolerance, 1e-5)
+        }
+        let pool = ThreadPool(threads: 2)
+        for tokens in [1, 2, 5] {
+            let input = TestMatrix.activations(tokens: tokens, columns: columns, seed: UInt64(tokens))
+            let actual = TestMatrix.apply(weight, input, tokens: tokens, pool: pool, workspace: LinearWorkspace())
+            let expected = source.reference(input, tokens: tokens)
+            let scale = source.magnitudes(input, tokens: tokens)
+            for i in actual.indices {
+                #expect(abs(actual[i] - expected[i]) <= tolerance * scale[i], "\(type), \(tokens) tokens, at \(i)")
+            }
+        }
+    }
+
     @Test("no tokens writes nothing")
     func noTokens() {
         let matrix = TestMatrix(type: .q4_1, rows: 3, columns: 32, seed: 1)
@@ -401,3 +436,28 @@ struct SplitMix64 {
     /// Uniform in [−1, 1).
     mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
 }
+
+/// `count` writable bytes that end exactly where a page the process cannot read begins (an anonymous
+/// mapping with its last page `PROT_NONE`): a read past the end faults.
+final class GuardedBytes {
+    let start: UnsafeMutableRawPointer
+    private let region: UnsafeMutableRawPointer
+    private let mappedBytes: Int
+
+    init(count: Int) throws {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        mappedBytes = (count + page - 1) / page * page + page
+        let address = mmap(nil, mappedBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let address, address != MAP_FAILED else { throw GuardedBytesError.mapFailed }
+        region = address
+        guard mprotect(region + (mappedBytes - page), page, PROT_NONE) == 0 else {
+            munmap(region, mappedBytes)
+            throw GuardedBytesError.mapFailed
+        }
+        start = region + (mappedBytes - page - count)
+    }
+
+    deinit { munmap(region, mappedBytes) }
+}
+
+enum GuardedBytesError: Error { case mapFailed }

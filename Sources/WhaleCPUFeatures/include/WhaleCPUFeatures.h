@@ -13,4 +13,11 @@
 #define WHALE_X86_AVX512_VNNI 0
 #endif
 
+/// Asks the CPU to start loading the cache line holding `address` into its caches: a hint, which never
+/// faults (an address past the end of a mapping is fine). Swift has no prefetch of its own, and the clang
+/// intrinsics module's `_m_prefetch` imports as a no-op, so the kernels call this ([STREAM_PREFETCH]).
+static inline __attribute__((always_inline)) void whale_prefetch(const void *address) {
+    __builtin_prefetch(address, 0, 3);
+}
+
 #endif

@@ -127,7 +127,7 @@ public enum Attention {
     /// - `output` `[heads, T, rank]`: Σ_j softmax(score)_j · latent_j.
     ///
     /// score(j) = (latentQuery·latent_j + ropeQuery·ropeKey_j) · softmaxScale. With `.f16` the queries
-    /// (in place) and the weights are rounded to half precision.
+    /// (in place) and the weights are rounded to half precision and the softmax is ggml's (`Ops.softmaxX86`).
     @inline(never)
     public static func latent(
         latentQueries: UnsafeMutablePointer<Float>, ropeQueries: UnsafeMutablePointer<Float>,

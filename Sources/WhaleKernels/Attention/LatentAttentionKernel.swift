@@ -97,10 +97,17 @@ struct LatentAttentionKernel {
         }
     }
 
-    /// Softmax of one head's scores (rounded to half with `.f16`), copied to `weights` when asked.
+    /// Softmax of one head's scores, copied to `weights` when asked. With `.f16` (GGUF models) ggml's
+    /// softmax (`Ops.softmaxX86`: its vectorized exp, a double sum) rounded to half — llama.cpp's, and at
+    /// 2,048 cached positions 10 % of a layer's attention time with libm's `expf` per score; with `.f32`
+    /// transformers' (`Ops.softmax`).
     func normalize(_ row: UnsafeMutablePointer<Float>, head h: Int, token t: Int, length: Int) {
-        Ops.softmax(row, count: length)
-        if precision == .f16 { Ops.roundToHalf(row, count: length) }
+        if precision == .f16 {
+            Ops.softmaxX86(row, count: length)
+            Ops.roundToHalf(row, count: length)
+        } else {
+            Ops.softmax(row, count: length)
+        }
         weights.map { ($0 + (h &* count &+ t) &* weightsStride).update(from: row, count: length) }
     }
 
@@ -122,6 +129,10 @@ struct LatentAttentionKernel {
                 while j &+ 2 <= end {
                     let latents = view.keys + j &* latentBytes
                     let ropeKeys = view.values + j &* ropeBytes
+                    if h == 0 {
+                        StreamPrefetch.ahead(of: latents, bytes: 2 &* latentBytes)
+                        StreamPrefetch.ahead(of: ropeKeys, bytes: 2 &* ropeBytes)
+                    }
                     let latentDots = Self.dotTile(
                         Row.self, latentQuery(h, t), queryStride: latentQueryStride, latents, latents + latentBytes,
                         rank)
@@ -224,6 +235,12 @@ struct LatentAttentionKernel {
         var first = 0
         while first < length {
             let end = min(length, first &+ Self.positionsPerBlock)
+            // The next block's rows at these columns ([STREAM_PREFETCH]).
+            for j in end..<min(length, end &+ Self.positionsPerBlock) {
+                StreamPrefetch.lines(
+                    at: view.keys + (j &* latentBytes &+ Row.rowBytes(columns.lowerBound)),
+                    bytes: Row.rowBytes(columns.count))
+            }
             var c = columns.lowerBound
             while c < vectorEnd {
                 var h = 0

@@ -279,6 +279,7 @@ enum InterleavedKernels {
         let blocks = x.sizes.blocks
         for b in 0..<blocks {
             let block = w + b &* groupBlock
+            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: groupBlock) }
             let c = block + codesStart
             // Chunk k's weights: sixteen rows × four columns (4k … 4k + 3).
             let codes:
@@ -464,6 +465,7 @@ enum InterleavedKernels {
         let blocks = x.sizes.blocks
         for b in 0..<blocks {
             let block = w + b &* 2304
+            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: 2304) }
             let scales = Q4KScales(block)
             var sums = (SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>())
             for c in 0..<4 {
@@ -571,6 +573,7 @@ enum InterleavedKernels {
         let blocks = x.sizes.blocks
         for b in 0..<blocks {
             let block = w + b &* 3360
+            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: 3360) }
             let dBits: SIMD16<UInt16> = block.loadUnaligned(fromByteOffset: 3328, as: SIMD16<UInt16>.self)
             let d = ByteDotProduct.halfToFloat(dBits)
             var sums = (SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>())

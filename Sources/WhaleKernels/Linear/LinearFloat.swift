@@ -100,8 +100,10 @@ enum FloatKernels {
         }
         while t < job.tokens {
             for r in rows {
-                job.output[t &* job.rows &+ r] = row1(
-                    format, job.weights + r &* job.rowBytes, columns: job.columns, x + t &* job.columns)
+                let w = job.weights + r &* job.rowBytes
+                // A token's first pass over the rows streams them ([STREAM_PREFETCH]).
+                if t == 0 { StreamPrefetch.ahead(of: w, bytes: job.rowBytes) }
+                job.output[t &* job.rows &+ r] = row1(format, w, columns: job.columns, x + t &* job.columns)
             }
             t &+= 1
         }

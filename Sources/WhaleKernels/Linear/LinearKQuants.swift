@@ -64,6 +64,7 @@ enum KQuantKernels {
         let codesStart = hasFifthBit ? 48 : 16
         for b in 0..<blocks {
             let block = w + b &* blockBytes
+            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
             let (scales, mins) = q4KScales(block)
             // Q5_K: lane k holds the fifth bits of elements 2k (low byte) and 2k + 1 (high byte) of each 32.
             let fifthBits = hasFifthBit ? (block + 16).loadUnaligned(as: SIMD16<UInt16>.self) : .zero
@@ -193,6 +194,7 @@ enum KQuantKernels {
         let blocks = x.sizes.blocks
         for b in 0..<blocks {
             let block = w + b &* 210
+            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: 210) }
             var i0 = SIMD8<Int32>()
             var i1 = SIMD8<Int32>()
             var i2 = SIMD8<Int32>()
@@ -288,6 +290,7 @@ extension KQuantKernels {
         let codesStart = hasFifthBit ? 48 : 16
         for b in 0..<blocks {
             let block = w + b &* blockBytes
+            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
             let (scales, mins) = q4KScales(block)
             let d = Dequantize.half(block, 0)
             let dmin = Dequantize.half(block, 2)
@@ -373,6 +376,7 @@ extension KQuantKernels {
         let scaleShifts = SIMD16<UInt32>(24, 24, 24, 24, 16, 16, 16, 16, 8, 8, 8, 8, 0, 0, 0, 0)
         for b in 0..<x.sizes.blocks {
             let block = w + b &* 210
+            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: 210) }
             let d = Dequantize.half(block, 208)
             for half in 0..<2 {
                 let lowBits = (block + 64 &* half).loadUnaligned(as: SIMD16<UInt32>.self)

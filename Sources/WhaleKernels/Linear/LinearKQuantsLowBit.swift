@@ -73,6 +73,7 @@ extension KQuantKernels {
         let codesStart = isQ3K ? 32 : 16
         for b in 0..<x.sizes.blocks {
             let block = w + b &* blockBytes
+            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
             let scaleBytes = unsafeBitCast(byteLanes(lowBitScaleWords(block, isQ3K: isQ3K)), to: SIMD16<Int32>.self)
             let scales: SIMD16<Int32> = isQ3K ? scaleBytes &- 32 : scaleBytes & 0x0F
             // Q3_K: lane k holds the third bits of elements 2k (low byte) and 2k + 1 (high byte) of each 32.
@@ -156,6 +157,7 @@ extension KQuantKernels {
         let codesStart = isQ3K ? 32 : 16
         for b in 0..<x.sizes.blocks {
             let block = w + b &* blockBytes
+            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
             let scaleWords = lowBitScaleWords(block, isQ3K: isQ3K)
             /// The scales of four groups (bytes of `word`), each in both 16-bit halves of its four lanes.
             @inline(__always) func laneScales(_ word: UInt32) -> SIMD16<UInt32> {
