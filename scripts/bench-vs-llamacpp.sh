@@ -51,6 +51,11 @@ whale=.build/release/whale
 if [ -z "$threads" ]; then
     threads=$(python3 -c 'import os; print(len({open(f"/sys/devices/system/cpu/cpu{c}/topology/core_cpus_list").read() for c in os.sched_getaffinity(0)}))' 2> /dev/null || nproc)
 fi
+# -d only when a depth other than 0 is asked for: ik_llama.cpp's llama-bench has no -d (it runs at depth 0).
+depth_args=()
+if [ "$depths" != 0 ]; then
+    depth_args=(-d "$depths")
+fi
 for round in $(seq "$rounds"); do
     for model in "$@"; do
         name=$(basename "$model")
@@ -58,8 +63,8 @@ for round in $(seq "$rounds"); do
         "$whale" bench "$model" -p "$prompt" -n "$generate" -d "$depths" -t "$threads" -r 1 -o json \
             > "$out/whale-$round-$name.json"
         # shellcheck disable=SC2086
-        "$bench" -m "$model" -p "$prompt" -n "$generate" -d "$depths" -t "$threads" -r 1 -o json \
-            ${LLAMA_BENCH_ARGS:-} > "$out/llama-$round-$name.json" 2> "$out/llama-$round-$name.log"
+        "$bench" -m "$model" -p "$prompt" -n "$generate" ${depth_args[@]+"${depth_args[@]}"} -t "$threads" -r 1 \
+            -o json ${LLAMA_BENCH_ARGS:-} > "$out/llama-$round-$name.json" 2> "$out/llama-$round-$name.log"
     done
 done
 

@@ -29,7 +29,9 @@ fi
 swift format lint --strict --configuration .swift-format --recursive Sources Tests Package.swift
 export WHALE_REQUIRE_MODELS=1
 swift test "$@"
-swift test -c release -Xswiftc -enable-testing --filter "SmolLM2|PerplexityTests|LinearTests|InterleavedRows" "$@"
+# The release matrix tests run with the weight-stream prefetch on whatever the CPU (it is off by default on
+# AMD CPUs, docs/ARCHITECTURE.md [STREAM_PREFETCH]), so both paths are tested on every machine.
+WHALE_STREAM_PREFETCH=1 swift test -c release -Xswiftc -enable-testing --filter "SmolLM2|PerplexityTests|LinearTests|InterleavedRows" "$@"
 # whale serve end to end (openai and anthropic clients, lm-evaluation-harness, the web page in Chromium), on
 # the release binary the step above built.
 [[ -x .build/release/whale ]] || swift build -c release --product whale

@@ -51,6 +51,16 @@ struct ForwardPass {
     }
 }
 
+/// `0..<count` split into the fewest chunks of at most `limit` tokens, their sizes differing by at most one, so
+/// that no chunk is a lone token when `count` > 1 (a one-token product takes a kernel's decode path, whose sums
+/// round differently). Blocks with wide per-token intermediates run a prompt pass chunk by chunk to bound its
+/// scratch memory.
+func tokenChunks(_ count: Int, atMost limit: Int) -> [Range<Int>] {
+    guard count > 0 else { return [] }
+    let chunks = (count + limit - 1) / limit
+    return (0..<chunks).map { c in (c * count / chunks)..<((c + 1) * count / chunks) }
+}
+
 /// One decoder layer of an architecture: reads the residual stream of every token of a pass and adds its
 /// attention and feed-forward outputs in place, writing each token's attention state to `cacheLayer` of its
 /// sequence's cache. `layer` names the layer in taps.

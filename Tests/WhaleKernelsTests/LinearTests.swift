@@ -251,7 +251,8 @@ struct LinearTests {
 
     /// The kernels ask for weights ahead of the block they multiply ([STREAM_PREFETCH]), also past the end
     /// of the matrix; that must never fault, even when the next page cannot be read. Each matrix (and its
-    /// repacked copy, where the build repacks) ends exactly where an unreadable page begins.
+    /// repacked copy, where the build repacks) ends exactly where an unreadable page begins. The prefetch is
+    /// off by default on AMD CPUs: scripts/test.sh runs the release matrix tests with WHALE_STREAM_PREFETCH=1.
     @Test("weights that end at an unreadable page", arguments: types)
     func weightsBeforeUnreadablePage(type: DType) throws {
         let rows = 32

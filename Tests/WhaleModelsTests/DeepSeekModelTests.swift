@@ -100,6 +100,37 @@ import WhaleKernels
         #expect(maxDifference(prefill, stepwise) < 1e-4)
     }
 
+    /// A long prompt pass runs its absorbed attention and its MLPs in token chunks (`tokenChunks`); the same
+    /// tokens fed as passes short enough to need no chunks give the same logits.
+    @Test func chunkedPromptPassEqualsShortPasses() throws {
+        let model = try ModelRegistry.load(Fixtures.path("deepseek/v3-sigmoid-noaux"))
+        let context = ForwardContext(pool: ThreadPool(threads: 2))
+        let ids = (0..<300).map { ($0 * 37 + 11) % 256 }
+        #expect(ids.count > LatentAttention.absorbedChunkTokens && ids.count > FeedForward.chunkTokens)
+        let whole = try logits(model, ids, cache: model.makeCache(capacity: 320), context)
+        let cache = model.makeCache(capacity: 320)
+        var passes: [Float] = []
+        for start in stride(from: 0, to: ids.count, by: 100) {
+            passes += try logits(model, Array(ids[start..<(start + 100)]), cache: cache, context)
+        }
+        #expect(maxDifference(whole, passes) < 1e-5)
+    }
+
+    @Test func tokenChunksSplitEvenly() {
+        #expect(tokenChunks(0, atMost: 128).isEmpty)
+        #expect(tokenChunks(1, atMost: 128) == [0..<1])
+        #expect(tokenChunks(128, atMost: 128) == [0..<128])
+        #expect(tokenChunks(129, atMost: 128) == [0..<64, 64..<129])
+        for count in 1...600 {
+            let chunks = tokenChunks(count, atMost: 128)
+            #expect(chunks.first?.lowerBound == 0 && chunks.last?.upperBound == count)
+            #expect(zip(chunks, chunks.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+            let sizes = chunks.map(\.count)
+            #expect(sizes.max()! <= 128 && sizes.max()! - sizes.min()! <= 1)
+            #expect(chunks.count == (count + 127) / 128)
+        }
+    }
+
     @Test func cacheHoldsOnlyTheLatentAndTheRopeKey() throws {
         let model = try ModelRegistry.load(Fixtures.path("deepseek/v3-sigmoid-noaux"))
         let cache = model.makeCache(capacity: 8)

@@ -20,4 +20,20 @@ static inline __attribute__((always_inline)) void whale_prefetch(const void *add
     __builtin_prefetch(address, 0, 3);
 }
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+/// 1 when the CPU running this (not the one the build targets) is AMD's: CPUID leaf 0's vendor string is
+/// "AuthenticAMD". Decides whether the kernels prefetch the weight stream ([STREAM_PREFETCH]).
+static inline int whale_cpu_is_amd(void) {
+#if defined(__x86_64__)
+    unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return 0;
+    return ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u;  // "Auth" "enti" "cAMD"
+#else
+    return 0;
+#endif
+}
+
 #endif

@@ -1,5 +1,11 @@
 import WhaleCPUFeatures
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 // [STREAM_PREFETCH] A decode step multiplies each weight once, so its speed is how fast two cores pull
 // weights from memory — and one core alone cannot: with ~100 ns to memory, the lines a core's hardware
 // prefetchers keep in flight bring 11–16 GB/s per core on the Intel Xeon these figures come from, and they
@@ -13,9 +19,24 @@ import WhaleCPUFeatures
 // prefetch is a hint and never faults. Prompt tiles (four tokens at a time) read each block from cache four
 // times over and gain nothing, so they do not ask. The absorbed MLA attention kernel asks for cached rows the
 // same way (at 2,048 cached tokens of V3's shape: 440 → 350 µs per layer and decoding token).
+//
+// On AMD's Zen 4 (the EPYC of this machine kind, 2026-12-06) the same requests cost instead of paying: its
+// hardware prefetchers already keep the stream ahead, and the extra requests only slowed it down —
+// dsv3-mini Q4_K_M decode 60–70 tokens/s with them, 97–104 without (prefetching to L2 only: 90), llama.cpp
+// 85–90 in the same run. So `isEnabled` is off on AMD CPUs and on elsewhere; `WHALE_STREAM_PREFETCH=0|1`
+// overrides it for measuring. Whether a request is made never changes a result.
 
 /// Software prefetch of the weight stream ahead of a matrix kernel ([STREAM_PREFETCH]).
 enum StreamPrefetch {
+    /// Whether the kernels ask for the stream ahead: off on AMD CPUs, on elsewhere, unless the environment's
+    /// `WHALE_STREAM_PREFETCH` is `0` or `1`. Read once per process; it changes speed only, never a result.
+    static let isEnabled: Bool = {
+        if let value = getenv("WHALE_STREAM_PREFETCH"), let setting = Int(String(cString: value)) {
+            return setting != 0
+        }
+        return whale_cpu_is_amd() == 0
+    }()
+
     /// Bytes ahead of the block being multiplied: two Q4_K group blocks (measured: 4.6 KB and 9.2 KB ran
     /// alike, both far ahead of no prefetch).
     static let distance = 4608
@@ -29,6 +50,7 @@ enum StreamPrefetch {
     /// Asks for the `bytes` bytes at `start`, one request per 64-byte line.
     @inline(__always)
     static func lines(at start: UnsafeRawPointer, bytes: Int) {
+        guard isEnabled else { return }
         var offset = 0
         while offset < bytes {
             whale_prefetch(start + offset)

@@ -60,6 +60,11 @@ struct FeedForward: FeedForwardBlock {
     /// The MLP's inner width.
     var width: Int { gate.rows }
 
+    /// Tokens per chunk of a prompt pass: the gate and up outputs (`2 × width` floats per token, dsv3-mini's
+    /// dense layer 32 KiB) are the widest intermediates of a layer, and a 512-token pass of them would be
+    /// most of its scratch memory. A chunk of this many tokens still fills the matrix kernels' tiles.
+    static let chunkTokens = 256
+
     func apply(
         _ x: UnsafePointer<Float>, count: Int, layer: Int, output: UnsafeMutablePointer<Float>,
         context: ForwardContext
@@ -67,14 +72,19 @@ struct FeedForward: FeedForwardBlock {
         let arena = context.arena
         let mark = arena.mark
         defer { arena.rewind(to: mark) }
-        let gated = arena.floats(count * width)  // [T, width]
-        let upped = arena.floats(count * width)  // [T, width]
-        // One parallel job, one quantization of x.
-        context.linear([
-            Linear.Product(gate, input: x, tokens: count, output: gated),
-            Linear.Product(up, input: x, tokens: count, output: upped),
-        ])
-        Ops.swiGLU(gate: gated, up: upped, rows: count, n: width)
-        context.linear(down, gated, tokens: count, into: output)
+        let chunks = tokenChunks(count, atMost: Self.chunkTokens)
+        let longest = chunks.map(\.count).max() ?? 0
+        let gated = arena.floats(longest * width)  // [chunk, width]
+        let upped = arena.floats(longest * width)  // [chunk, width]
+        for chunk in chunks {
+            let input = x + chunk.lowerBound * gate.columns
+            // One parallel job, one quantization of x.
+            context.linear([
+                Linear.Product(gate, input: input, tokens: chunk.count, output: gated),
+                Linear.Product(up, input: input, tokens: chunk.count, output: upped),
+            ])
+            Ops.swiGLU(gate: gated, up: upped, rows: chunk.count, n: width)
+            context.linear(down, gated, tokens: chunk.count, into: output + chunk.lowerBound * down.rows)
+        }
     }
 }

@@ -69,6 +69,8 @@ struct LatentAttention: AttentionBlock {
         let kvWidth = s.latentRank + s.ropeDim
         let kv = arena.floats(n * kvWidth)  // [T, rank + dr]
         if let queryA, let queryANorm {
+            let compressedMark = arena.mark
+            defer { arena.rewind(to: compressedMark) }
             let compressed = arena.floats(n * queryA.rows)  // [T, qLoraRank]
             // Both down-projections of x as one parallel job.
             context.linear([
@@ -118,21 +120,44 @@ struct LatentAttention: AttentionBlock {
         context.linear(output, attended, tokens: n, into: projected)
     }
 
-    /// The absorbed form: scores and weighted sums over the cached latents themselves.
+    /// Tokens per chunk of the absorbed form in a prompt pass. Its per-head intermediates take
+    /// `heads × (2·rank + dn + dv)` floats per token (dsv3-mini: 40 KiB, DeepSeek-V3: 640 KiB), the largest
+    /// scratch of a pass; chunks bound them (and so a prompt's peak memory) while keeping every head of a
+    /// token together and the per-head products batched. Tokens are independent, so chunking changes no sum.
+    static let absorbedChunkTokens = 128
+
+    /// The absorbed form: scores and weighted sums over the cached latents themselves, a chunk of tokens at a
+    /// time (all of them when taps are on: the attention-weights tap is one `[heads, T, length]` array).
     private func absorbed(
         _ q: UnsafeMutablePointer<Float>, pass: ForwardPass, views: UnsafePointer<Attention.TokenView>, layer: Int,
         into attended: UnsafeMutablePointer<Float>, context: ForwardContext
     ) {
         let s = shape
         let n = pass.count
+        let weights = context.taps == nil ? nil : context.arena.floats(s.heads * n * pass.longestContext)
+        for chunk in tokenChunks(n, atMost: context.taps == nil ? Self.absorbedChunkTokens : n) {
+            absorbed(
+                q + chunk.lowerBound * s.queryWidth, count: chunk.count, pass: pass, views: views + chunk.lowerBound,
+                weights: weights, into: attended + chunk.lowerBound * s.heads * s.valueDim, context: context)
+        }
+        if let weights { context.tapAttentionWeights(weights, heads: s.heads, pass: pass, layer: layer) }
+    }
+
+    /// The absorbed form for `n` consecutive tokens of the pass: `q` `[n, heads, dn + dr]`, `views` theirs,
+    /// `attended` `[n, heads, dv]`; `weights` `[heads, n, length]` when taps are on (then `n` is the pass).
+    private func absorbed(
+        _ q: UnsafeMutablePointer<Float>, count n: Int, pass: ForwardPass, views: UnsafePointer<Attention.TokenView>,
+        weights: UnsafeMutablePointer<Float>?, into attended: UnsafeMutablePointer<Float>, context: ForwardContext
+    ) {
+        let s = shape
         let rank = s.latentRank
         let arena = context.arena
         let mark = arena.mark
         defer { arena.rewind(to: mark) }
         // (W_UKᴴ)ᵀ·q_nopeᴴ for every head: the query in latent space.
         // Every head's product in one parallel job: each is small (rank × dn weights).
-        let nope = arena.floats(s.heads * n * s.nopeDim)  // [heads, T, dn]: the no-rope queries
-        let latentQueries = arena.floats(s.heads * n * rank)  // [heads, T, rank]
+        let nope = arena.floats(s.heads * n * s.nopeDim)  // [heads, n, dn]: the no-rope queries
+        let latentQueries = arena.floats(s.heads * n * rank)  // [heads, n, rank]
         for h in 0..<s.heads {
             for t in 0..<n {
                 (nope + (h * n + t) * s.nopeDim).update(
@@ -145,8 +170,7 @@ struct LatentAttention: AttentionBlock {
                     keyUpTransposed[h], input: nope + h * n * s.nopeDim, tokens: n,
                     output: latentQueries + h * n * rank)
             })
-        let latentOutputs = arena.floats(s.heads * n * rank)  // [heads, T, rank]: Σ_j weight_j · c(j)
-        let weights = context.taps == nil ? nil : arena.floats(s.heads * n * pass.longestContext)
+        let latentOutputs = arena.floats(s.heads * n * rank)  // [heads, n, rank]: Σ_j weight_j · c(j)
         Attention.latent(
             latentQueries: latentQueries, ropeQueries: q + s.nopeDim, ropeQueryTokenStride: s.queryWidth,
             ropeQueryHeadStride: s.queryHeadDim, tokens: views, count: n, heads: s.heads, rank: rank,
@@ -154,9 +178,8 @@ struct LatentAttention: AttentionBlock {
             softmaxScale: s.softmaxScale, precision: s.precision, rowCapacity: pass.longestContext,
             output: latentOutputs, weights: weights, weightsStride: pass.longestContext, pool: context.pool,
             arena: arena)
-        if let weights { context.tapAttentionWeights(weights, heads: s.heads, pass: pass, layer: layer) }
         // W_UV per head, then heads side by side.
-        let values = arena.floats(s.heads * n * s.valueDim)  // [heads, T, dv]
+        let values = arena.floats(s.heads * n * s.valueDim)  // [heads, n, dv]
         context.linear(
             (0..<s.heads).map { h in
                 Linear.Product(
