@@ -120,6 +120,7 @@ struct LatentAttentionKernel {
         let latentBytes = Row.rowBytes(rank)
         let ropeBytes = Row.rowBytes(ropeDim)
         let latentQueryStride = count &* rank
+        let prefetching = StreamPrefetch.isEnabled
         var first = positions.lowerBound
         while first < positions.upperBound {
             let end = min(positions.upperBound, first &+ Self.positionsPerBlock)
@@ -129,7 +130,7 @@ struct LatentAttentionKernel {
                 while j &+ 2 <= end {
                     let latents = view.keys + j &* latentBytes
                     let ropeKeys = view.values + j &* ropeBytes
-                    if h == 0 {
+                    if h == 0 && prefetching {
                         StreamPrefetch.ahead(of: latents, bytes: 2 &* latentBytes)
                         StreamPrefetch.ahead(of: ropeKeys, bytes: 2 &* ropeBytes)
                     }
@@ -232,11 +233,12 @@ struct LatentAttentionKernel {
         let latentBytes = Row.rowBytes(rank)
         for h in 0..<heads { (out(h, t) + columns.lowerBound).initialize(repeating: 0, count: columns.count) }
         let vectorEnd = columns.lowerBound &+ (columns.count & ~15)
+        let prefetching = StreamPrefetch.isEnabled
         var first = 0
         while first < length {
             let end = min(length, first &+ Self.positionsPerBlock)
             // The next block's rows at these columns ([STREAM_PREFETCH]).
-            for j in end..<min(length, end &+ Self.positionsPerBlock) {
+            for j in end..<min(length, end &+ Self.positionsPerBlock) where prefetching {
                 StreamPrefetch.lines(
                     at: view.keys + (j &* latentBytes &+ Row.rowBytes(columns.lowerBound)),
                     bytes: Row.rowBytes(columns.count))

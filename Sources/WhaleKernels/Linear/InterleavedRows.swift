@@ -277,9 +277,10 @@ enum InterleavedKernels {
         let scaleStride = hasMinimum || nibbles ? 8 : 4
         let codesStart = hasMinimum ? 64 : 32
         let blocks = x.sizes.blocks
+        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
         for b in 0..<blocks {
             let block = w + b &* groupBlock
-            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: groupBlock) }
+            if prefetching { StreamPrefetch.ahead(of: block, bytes: groupBlock) }
             let c = block + codesStart
             // Chunk k's weights: sixteen rows × four columns (4k … 4k + 3).
             let codes:
@@ -463,9 +464,10 @@ enum InterleavedKernels {
     ) {
         var accs = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
         let blocks = x.sizes.blocks
+        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
         for b in 0..<blocks {
             let block = w + b &* 2304
-            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: 2304) }
+            if prefetching { StreamPrefetch.ahead(of: block, bytes: 2304) }
             let scales = Q4KScales(block)
             var sums = (SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>())
             for c in 0..<4 {
@@ -571,9 +573,10 @@ enum InterleavedKernels {
     ) {
         var accs = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
         let blocks = x.sizes.blocks
+        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
         for b in 0..<blocks {
             let block = w + b &* 3360
-            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: 3360) }
+            if prefetching { StreamPrefetch.ahead(of: block, bytes: 3360) }
             let dBits: SIMD16<UInt16> = block.loadUnaligned(fromByteOffset: 3328, as: SIMD16<UInt16>.self)
             let d = ByteDotProduct.halfToFloat(dBits)
             var sums = (SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>(), SIMD16<Int32>())

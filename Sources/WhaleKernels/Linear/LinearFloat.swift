@@ -98,11 +98,12 @@ enum FloatKernels {
             }
             t &+= 4
         }
+        let prefetching = StreamPrefetch.isEnabled
         while t < job.tokens {
             for r in rows {
                 let w = job.weights + r &* job.rowBytes
                 // A token's first pass over the rows streams them ([STREAM_PREFETCH]).
-                if t == 0 { StreamPrefetch.ahead(of: w, bytes: job.rowBytes) }
+                if t == 0 && prefetching { StreamPrefetch.ahead(of: w, bytes: job.rowBytes) }
                 job.output[t &* job.rows &+ r] = row1(format, w, columns: job.columns, x + t &* job.columns)
             }
             t &+= 1

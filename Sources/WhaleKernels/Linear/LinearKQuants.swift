@@ -62,9 +62,10 @@ enum KQuantKernels {
         let blocks = x.sizes.blocks
         let blockBytes = hasFifthBit ? 176 : 144
         let codesStart = hasFifthBit ? 48 : 16
+        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
         for b in 0..<blocks {
             let block = w + b &* blockBytes
-            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
+            if prefetching { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
             let (scales, mins) = q4KScales(block)
             // Q5_K: lane k holds the fifth bits of elements 2k (low byte) and 2k + 1 (high byte) of each 32.
             let fifthBits = hasFifthBit ? (block + 16).loadUnaligned(as: SIMD16<UInt16>.self) : .zero
@@ -192,9 +193,10 @@ enum KQuantKernels {
     static func q6KRow(_ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int) -> SIMD4<Float> {
         var sums = SIMD4<Float>()
         let blocks = x.sizes.blocks
+        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
         for b in 0..<blocks {
             let block = w + b &* 210
-            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: 210) }
+            if prefetching { StreamPrefetch.ahead(of: block, bytes: 210) }
             var i0 = SIMD8<Int32>()
             var i1 = SIMD8<Int32>()
             var i2 = SIMD8<Int32>()
@@ -288,9 +290,10 @@ extension KQuantKernels {
         let blocks = x.sizes.blocks
         let blockBytes = hasFifthBit ? 176 : 144
         let codesStart = hasFifthBit ? 48 : 16
+        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
         for b in 0..<blocks {
             let block = w + b &* blockBytes
-            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
+            if prefetching { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
             let (scales, mins) = q4KScales(block)
             let d = Dequantize.half(block, 0)
             let dmin = Dequantize.half(block, 2)
@@ -374,9 +377,10 @@ extension KQuantKernels {
         var dots = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
         // Left shifts that put byte i / 4 of a word on top of lane i, for an arithmetic shift back.
         let scaleShifts = SIMD16<UInt32>(24, 24, 24, 24, 16, 16, 16, 16, 8, 8, 8, 8, 0, 0, 0, 0)
+        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
         for b in 0..<x.sizes.blocks {
             let block = w + b &* 210
-            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: 210) }
+            if prefetching { StreamPrefetch.ahead(of: block, bytes: 210) }
             let d = Dequantize.half(block, 208)
             for half in 0..<2 {
                 let lowBits = (block + 64 &* half).loadUnaligned(as: SIMD16<UInt32>.self)

@@ -71,9 +71,10 @@ extension KQuantKernels {
         var sums = SIMD4<Float>()
         let blockBytes = isQ3K ? 110 : 84
         let codesStart = isQ3K ? 32 : 16
+        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
         for b in 0..<x.sizes.blocks {
             let block = w + b &* blockBytes
-            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
+            if prefetching { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
             let scaleBytes = unsafeBitCast(byteLanes(lowBitScaleWords(block, isQ3K: isQ3K)), to: SIMD16<Int32>.self)
             let scales: SIMD16<Int32> = isQ3K ? scaleBytes &- 32 : scaleBytes & 0x0F
             // Q3_K: lane k holds the third bits of elements 2k (low byte) and 2k + 1 (high byte) of each 32.
@@ -155,9 +156,10 @@ extension KQuantKernels {
         let quadShifts = SIMD16<UInt32>(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24)
         let blockBytes = isQ3K ? 110 : 84
         let codesStart = isQ3K ? 32 : 16
+        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
         for b in 0..<x.sizes.blocks {
             let block = w + b &* blockBytes
-            if count == 1 && token == 0 { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
+            if prefetching { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
             let scaleWords = lowBitScaleWords(block, isQ3K: isQ3K)
             /// The scales of four groups (bytes of `word`), each in both 16-bit halves of its four lanes.
             @inline(__always) func laneScales(_ word: UInt32) -> SIMD16<UInt32> {

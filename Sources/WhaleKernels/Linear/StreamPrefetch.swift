@@ -30,6 +30,8 @@ import WhaleCPUFeatures
 enum StreamPrefetch {
     /// Whether the kernels ask for the stream ahead: off on AMD CPUs, on elsewhere, unless the environment's
     /// `WHALE_STREAM_PREFETCH` is `0` or `1`. Read once per process; it changes speed only, never a result.
+    /// A lazy global costs a `swift_once` call at each read, so kernels read it once per call, outside
+    /// their block loops, and `ahead` / `lines` do not check it.
     static let isEnabled: Bool = {
         if let value = getenv("WHALE_STREAM_PREFETCH"), let setting = Int(String(cString: value)) {
             return setting != 0
@@ -50,7 +52,6 @@ enum StreamPrefetch {
     /// Asks for the `bytes` bytes at `start`, one request per 64-byte line.
     @inline(__always)
     static func lines(at start: UnsafeRawPointer, bytes: Int) {
-        guard isEnabled else { return }
         var offset = 0
         while offset < bytes {
             whale_prefetch(start + offset)
