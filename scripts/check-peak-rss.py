@@ -5,8 +5,8 @@ size + the cache of the tokens it holds + 5 %.
 
   python3 scripts/check-peak-rss.py [--prompt 512] [--generate 128] [--whale PATH] MODEL.gguf...
 
-The prompt is the start of a text that ships with Debian (the GPL-3 licence, or --text FILE) tokenized by the
-model's own tokenizer and cut to exactly PROMPT tokens (`whale tokenize`, then `whale run --tokens`).
+The prompt is the start of the GPL-3 licence (the repository's copy, the perplexity fixture; or --text FILE)
+tokenized by the model's own tokenizer and cut to exactly PROMPT tokens (`whale tokenize`, then `whale run --tokens`).
 The peak is the child's ru_maxrss (resident set: mapped weights plus everything allocated); the cache bytes
 per token come from `whale inspect --json`. Exit status 1 if a model is over its budget. Uses the release
 build at .build/release/whale unless --whale names another binary (build it with `swift build -c release`).
@@ -26,7 +26,7 @@ def main() -> int:
     parser.add_argument("models", nargs="+")
     parser.add_argument("--prompt", type=int, default=512)
     parser.add_argument("--generate", type=int, default=128)
-    parser.add_argument("--text", default="/usr/share/common-licenses/GPL-3")
+    parser.add_argument("--text", default=str(ROOT / "Tests/WhaleModelsTests/Fixtures/smollm2/perplexity.txt"))
     parser.add_argument("--whale", default=str(ROOT / ".build" / "release" / "whale"))
     args = parser.parse_args()
     if not os.access(args.whale, os.X_OK):
