@@ -268,6 +268,8 @@ public final class TransformerDecoder: DraftingLanguageModel, @unchecked Sendabl
         }
         context.tap("result_norm", nil, selected, [requested, d])
         let all = project(selected, rows: requested, through: output, context: context)
+        // One sequence (every decode step of `whale run`) takes the product's array itself, not a copy.
+        if rowRanges.count == 1 { return ([all], states) }
         let v = vocabularySize
         let logits = rowRanges.map { Array(all[($0.lowerBound * v)..<($0.upperBound * v)]) }
         return (logits, states)

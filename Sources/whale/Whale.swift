@@ -36,17 +36,24 @@ struct Whale: ParsableCommand {
     }
 }
 
-/// Fixes glibc's mmap threshold at its initial 128 KiB. Left dynamic, glibc raises it to the size of each
-/// large block freed (up to 32 MiB): after loading frees its temporaries, the big scratch of a prompt pass
-/// comes from the heap, and pages freed there stay resident — 14 MiB of dsv3-mini Q4_K_M's peak of a
-/// 512-token prompt (`scripts/check-peak-rss.py`). Decode steps allocate nothing, so their speed is unchanged.
+/// Fixes glibc's mmap threshold at 1 MiB and its trim threshold at 4 MiB. Left dynamic, glibc raises the
+/// mmap threshold to the size of each large block freed (up to 32 MiB): after loading frees its temporaries,
+/// the big scratch of a prompt pass comes from the heap, and pages freed there stay resident — 14 MiB of
+/// dsv3-mini Q4_K_M's peak of a 512-token prompt (`scripts/check-peak-rss.py`). Fixed at glibc's initial
+/// 128 KiB instead, every decode step mapped its logits afresh (517 KB for DeepSeek's 129,280 tokens) and
+/// paid ~250 µs of page faults for them, 3 % of a step; below 1 MiB they come from the heap, and the trim
+/// threshold keeps the freed top of the heap for the next step instead of returning it each time.
 private func keepFreedMemoryReturnable() {
     #if canImport(Glibc)
-        // `mallopt` and `M_MMAP_THRESHOLD` (-3) are in <malloc.h>, which Swift's Glibc module leaves out.
+        // `mallopt`, `M_MMAP_THRESHOLD` (-3) and `M_TRIM_THRESHOLD` (-1) are in <malloc.h>, which Swift's
+        // Glibc module leaves out.
         typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
         let mmapThreshold: Int32 = -3
+        let trimThreshold: Int32 = -1
         if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") {
-            _ = unsafeBitCast(symbol, to: Mallopt.self)(mmapThreshold, 128 * 1024)
+            let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
+            _ = mallopt(mmapThreshold, 1024 * 1024)
+            _ = mallopt(trimThreshold, 4 * 1024 * 1024)
         }
     #endif
 }

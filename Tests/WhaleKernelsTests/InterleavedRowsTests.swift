@@ -6,7 +6,7 @@ import WhaleKernels
 /// it agree with the scalar specification on the file layout and give a token the same result whatever
 /// batch it is in.
 struct InterleavedRowsTests {
-    static let types: [DType] = [.q4_0, .q4_1, .q8_0, .q4_K, .q6_K]
+    static let types: [DType] = [.q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q6_K]
 
     /// A copy of `matrix` in the interleaved layout, alive as long as the returned buffer.
     static func interleaved(_ matrix: TestMatrix) -> (WeightMatrix, UnsafeMutableRawBufferPointer) {

@@ -28,8 +28,12 @@ struct LatentAttentionTests {
         // Heads not a multiple of the tiles, ranks with tails, an odd number of positions.
         Case(heads: 5, rank: 40, ropeDim: 8, lengths: [201], precision: .f32, threads: 2),
         Case(heads: 13, rank: 72, ropeDim: 24, lengths: [129], precision: .f16, threads: 2),
-        // Short caches (one thread does it all) and a one-thread pool.
+        // Short caches: heads shared between threads in groups of four (fewer than four: one thread does
+        // it all; 13: 4 + 9, the second share with a tail of heads and columns), and a one-thread pool.
         Case(heads: 3, rank: 32, ropeDim: 8, lengths: [5], precision: .f32, threads: 2),
+        Case(heads: 16, rank: 256, ropeDim: 32, lengths: [60], precision: .f16, threads: 2),
+        Case(heads: 13, rank: 72, ropeDim: 24, lengths: [50], precision: .f32, threads: 2),
+        Case(heads: 8, rank: 256, ropeDim: 32, lengths: [33], precision: .q8_0, threads: 2),
         Case(heads: 16, rank: 64, ropeDim: 16, lengths: [130], precision: .f16, threads: 1),
         // A prompt: several tokens, each its own length (a token per work item).
         Case(heads: 9, rank: 48, ropeDim: 16, lengths: [7, 150, 33, 1], precision: .f16, threads: 2),

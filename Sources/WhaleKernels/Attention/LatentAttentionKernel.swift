@@ -14,7 +14,9 @@
 ///
 /// Work split: one token (decoding) splits the cached positions between threads for the scores, the heads
 /// for the softmax, and the latent's columns for the weighted sums, so each thread reads a part of each row
-/// once; several tokens (a prompt) run a token per work item, all heads in one thread.
+/// once; over a short cache (below `parallelLength`, where those three hand-offs would cost more than they
+/// split) each thread takes a share of the heads, whole, instead. Several tokens (a prompt) run a token per
+/// work item, all heads in one thread.
 struct LatentAttentionKernel {
     let latentQueries: UnsafeMutablePointer<Float>
     let ropeQueries: UnsafeMutablePointer<Float>
@@ -37,7 +39,8 @@ struct LatentAttentionKernel {
     static let positionsPerItem = 64
     /// Positions whose rows one pass over the heads reads (a few kilobytes: they stay in L1 across head groups).
     static let positionsPerBlock = 32
-    /// Below this many cached positions one decoding token runs on the calling thread alone.
+    /// Below this many cached positions one decoding token's heads are shared between threads instead of
+    /// its positions and columns.
     static let parallelLength = 128
 
     func latentQuery(_ h: Int, _ t: Int) -> UnsafeMutablePointer<Float> { latentQueries + (h &* count &+ t) &* rank }
@@ -52,13 +55,22 @@ struct LatentAttentionKernel {
             let scores = arena.floats(heads &* rowCapacity)
             roundQueries(token: 0)
             guard length >= Self.parallelLength && pool.threadCount > 1 else {
-                token(Row.self, 0, scores: scores)
+                // Whole groups of four heads (the score tiles' width) per thread.
+                let groups = heads / 4
+                let parts = max(1, min(pool.threadCount, groups))
+                pool.parallelFor(parts) { part in
+                    let first = part &* groups / parts &* 4
+                    let end = part == parts - 1 ? heads : (part &+ 1) &* groups / parts &* 4
+                    token(Row.self, 0, scores: scores, heads: first..<end)
+                }
                 return
             }
             let items = (length + Self.positionsPerItem - 1) / Self.positionsPerItem
             pool.parallelFor(items) { item in
                 let first = item &* Self.positionsPerItem
-                self.scores(Row.self, token: 0, positions: first..<min(length, first &+ Self.positionsPerItem), scores)
+                self.scores(
+                    Row.self, token: 0, positions: first..<min(length, first &+ Self.positionsPerItem),
+                    heads: 0..<heads, scores)
             }
             pool.parallelFor(heads) { h in normalize(scores + h &* rowCapacity, head: h, token: 0, length: length) }
             // Column ranges in whole 16-value chunks; the last takes any tail.
@@ -67,7 +79,7 @@ struct LatentAttentionKernel {
             pool.parallelFor(parts) { part in
                 let first = part &* chunks / parts &* 16
                 let end = part == parts - 1 ? rank : (part &+ 1) &* chunks / parts &* 16
-                values(Row.self, token: 0, scores: scores, length: length, columns: first..<end)
+                values(Row.self, token: 0, scores: scores, length: length, heads: 0..<heads, columns: first..<end)
             }
             return
         }
@@ -75,17 +87,19 @@ struct LatentAttentionKernel {
         let scores = arena.floats(pool.threadCount &* perWorker)
         pool.parallelFor(count) { t, worker in
             roundQueries(token: t)
-            token(Row.self, t, scores: scores + worker &* perWorker)
+            token(Row.self, t, scores: scores + worker &* perWorker, heads: 0..<heads)
         }
     }
 
-    /// All of token t's attention on the calling thread.
+    /// Token t's attention for heads `heads` on the calling thread.
     @inline(__always)
-    func token<Row: CacheRowFormat>(_ format: Row.Type, _ t: Int, scores: UnsafeMutablePointer<Float>) {
+    func token<Row: CacheRowFormat>(
+        _ format: Row.Type, _ t: Int, scores: UnsafeMutablePointer<Float>, heads: Range<Int>
+    ) {
         let length = tokens[t].length
-        self.scores(Row.self, token: t, positions: 0..<length, scores)
-        for h in 0..<heads { normalize(scores + h &* rowCapacity, head: h, token: t, length: length) }
-        values(Row.self, token: t, scores: scores, length: length, columns: 0..<rank)
+        self.scores(Row.self, token: t, positions: 0..<length, heads: heads, scores)
+        for h in heads { normalize(scores + h &* rowCapacity, head: h, token: t, length: length) }
+        values(Row.self, token: t, scores: scores, length: length, heads: heads, columns: 0..<rank)
     }
 
     /// With `.f16`, token t's queries rounded to half precision in place (llama.cpp's f16 product).
@@ -111,10 +125,11 @@ struct LatentAttentionKernel {
         weights.map { ($0 + (h &* count &+ t) &* weightsStride).update(from: row, count: length) }
     }
 
-    /// Scaled scores of every head of token t at `positions`: head h's at `scores[h·rowCapacity + j]`.
+    /// Scaled scores of heads `heads` of token t at `positions`: head h's at `scores[h·rowCapacity + j]`.
     @inline(__always)
     func scores<Row: CacheRowFormat>(
-        _ format: Row.Type, token t: Int, positions: Range<Int>, _ scores: UnsafeMutablePointer<Float>
+        _ format: Row.Type, token t: Int, positions: Range<Int>, heads: Range<Int>,
+        _ scores: UnsafeMutablePointer<Float>
     ) {
         let view = tokens[t]
         let latentBytes = Row.rowBytes(rank)
@@ -124,13 +139,13 @@ struct LatentAttentionKernel {
         var first = positions.lowerBound
         while first < positions.upperBound {
             let end = min(positions.upperBound, first &+ Self.positionsPerBlock)
-            var h = 0
-            while h &+ 4 <= heads {
+            var h = heads.lowerBound
+            while h &+ 4 <= heads.upperBound {
                 var j = first
                 while j &+ 2 <= end {
                     let latents = view.keys + j &* latentBytes
                     let ropeKeys = view.values + j &* ropeBytes
-                    if h == 0 && prefetching {
+                    if h == heads.lowerBound && prefetching {
                         StreamPrefetch.ahead(of: latents, bytes: 2 &* latentBytes)
                         StreamPrefetch.ahead(of: ropeKeys, bytes: 2 &* ropeBytes)
                     }
@@ -152,7 +167,7 @@ struct LatentAttentionKernel {
                 }
                 h &+= 4
             }
-            for g in h..<heads {
+            for g in h..<heads.upperBound {
                 for j in first..<end { scores[g &* rowCapacity &+ j] = score(Row.self, g, t, view, j) }
             }
             first = end
@@ -223,15 +238,16 @@ struct LatentAttentionKernel {
         return totals
     }
 
-    /// Token t's outputs at `columns` (whole 16-value chunks, then any tail): head h's Σ_j weight_hj · latent_j,
-    /// positions in order, as `CacheRowFormat.accumulate` one position at a time.
+    /// Token t's outputs of heads `heads` at `columns` (whole 16-value chunks, then any tail): head h's
+    /// Σ_j weight_hj · latent_j, positions in order, as `CacheRowFormat.accumulate` one position at a time.
     @inline(__always)
     func values<Row: CacheRowFormat>(
-        _ format: Row.Type, token t: Int, scores: UnsafePointer<Float>, length: Int, columns: Range<Int>
+        _ format: Row.Type, token t: Int, scores: UnsafePointer<Float>, length: Int, heads: Range<Int>,
+        columns: Range<Int>
     ) {
         let view = tokens[t]
         let latentBytes = Row.rowBytes(rank)
-        for h in 0..<heads { (out(h, t) + columns.lowerBound).initialize(repeating: 0, count: columns.count) }
+        for h in heads { (out(h, t) + columns.lowerBound).initialize(repeating: 0, count: columns.count) }
         let vectorEnd = columns.lowerBound &+ (columns.count & ~15)
         let prefetching = StreamPrefetch.isEnabled
         var first = 0
@@ -245,8 +261,8 @@ struct LatentAttentionKernel {
             }
             var c = columns.lowerBound
             while c < vectorEnd {
-                var h = 0
-                while h &+ 8 <= heads {
+                var h = heads.lowerBound
+                while h &+ 8 <= heads.upperBound {
                     Self.weightedTile(
                         Row.self, scores + h &* rowCapacity, rowCapacity: rowCapacity, rows: view.keys,
                         rowBytes: latentBytes, positions: first..<end, column: c, out: out(h, t),
@@ -254,7 +270,7 @@ struct LatentAttentionKernel {
                     )
                     h &+= 8
                 }
-                for g in h..<heads {
+                for g in h..<heads.upperBound {
                     let weightsRow = scores + g &* rowCapacity
                     let o = UnsafeMutableRawPointer(out(g, t))
                     var acc = o.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self)
@@ -266,7 +282,7 @@ struct LatentAttentionKernel {
                 c &+= 16
             }
             if vectorEnd < columns.upperBound {
-                for g in 0..<heads {
+                for g in heads {
                     let weightsRow = scores + g &* rowCapacity
                     let o = out(g, t)
                     for j in first..<end {

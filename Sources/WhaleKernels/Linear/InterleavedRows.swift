@@ -4,7 +4,7 @@ import WhaleCore
     import _Builtin_intrinsics.intel
 #endif
 
-// [INTERLEAVED_ROWS] Q4_0, Q4_1, Q8_0, Q4_K and Q6_K weights repacked at load into groups of 16 rows, so that
+// [INTERLEAVED_ROWS] Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K weights repacked at load into groups of 16 rows, so that
 // one 512-bit byte dot product (`vpdpbusd`) multiplies four columns of sixteen rows by the same four
 // activation values (broadcast): its sixteen 32-bit lanes are sixteen rows' partial sums, and a block's
 // products leave each lane holding its row's whole integer dot product for the block (or, for the K-quants,
@@ -24,6 +24,11 @@ import WhaleCore
 //   (unsigned: `vpdpbusd` multiplies unsigned weights by signed activations; the activations' block sums
 //   take the 128 back off). A Q4_0 / Q4_1 word k (0…3) holds elements 4k…4k+3 in its low nibbles and
 //   16+4k…16+4k+3 in its high ones, so one 64-byte load unpacks into two products' weights.
+// - Q5_0: d, the word of fifth bits (qh), then the four words of nibbles as Q4_0's. The 32 bits of qh are
+//   transposed at packing (`Q5HighBits`) so that each of the eight four-element chunks finds its four fifth
+//   bits one per byte at the same bit position: one shift and one mask per chunk put them at bit 4 of the
+//   bytes (DeepSeek Q4_K_M files store `attn_k_b` in Q5_0: 128-column rows that the file layout's kernel
+//   multiplied at a quarter of the memory's speed).
 // - Q4_K: the file's 36 words in order — (d, dmin), the three words of 6-bit scales and mins, 32 of codes.
 // - Q6_K: its 52 words (ql, qh, scales) in the order the kernel reads them (`InterleavedRows.Q6KSlots`),
 //   then d: in file order a decode step read each block out of order and ran at a third of the memory's speed.
@@ -60,7 +65,7 @@ public enum InterleavedRows {
     /// Types with an interleaved layout.
     public static func supports(_ type: DType) -> Bool {
         switch type {
-        case .q4_0, .q4_1, .q8_0, .q4_K, .q6_K: true
+        case .q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q6_K: true
         default: false
         }
     }
@@ -81,6 +86,8 @@ public enum InterleavedRows {
             switch type {
             case .q4_0: (leadingHalves, words, trailingHalves, flip) = (1, 4, 0, 0)
             case .q4_1: (leadingHalves, words, trailingHalves, flip) = (2, 4, 0, 0)
+            // qh (transposed, `Q5HighBits`), then the four words of nibbles.
+            case .q5_0: (leadingHalves, words, trailingHalves, flip) = (1, 5, 0, 0)
             case .q8_0: (leadingHalves, words, trailingHalves, flip) = (1, 8, 0, 0x8080_8080)
             // d and dmin are one word; then the 12 bytes of scales and mins, then the 128 code bytes.
             case .q4_K: (leadingHalves, words, trailingHalves, flip) = (0, 36, 0, 0)
@@ -124,6 +131,29 @@ public enum InterleavedRows {
         @inline(__always) static func high(half: Int, word: Int) -> Int { 26 &* half &+ 3 &+ 2 &* word }
         /// Scale word `word` (file word 48 + word: the int8 scales 4 · word …): half word / 2's.
         @inline(__always) static func scales(word: Int) -> Int { 26 &* (word &>> 1) &+ (word & 1) }
+    }
+
+    /// Q5_0's fifth bits in a group block: file bit 4v + i of qh (the fifth bit of element 4v + i, chunk v's
+    /// byte i in the kernel's order: chunks 0–3 the low nibbles of code words 0–3, chunks 4–7 their high
+    /// nibbles) is stored at bit 8i + v, so chunk v's four bits are bit v of each byte.
+    enum Q5HighBits {
+        /// The file's qh word in the group block's bit order.
+        static func transposed(_ qh: UInt32) -> UInt32 {
+            var result: UInt32 = 0
+            for v in 0..<8 {
+                for i in 0..<4 where qh >> (4 * v + i) & 1 != 0 { result |= 1 << (8 * i + v) }
+            }
+            return result
+        }
+
+        /// The inverse of `transposed`.
+        static func file(_ stored: UInt32) -> UInt32 {
+            var result: UInt32 = 0
+            for v in 0..<8 {
+                for i in 0..<4 where stored >> (8 * i + v) & 1 != 0 { result |= 1 << (4 * v + i) }
+            }
+            return result
+        }
     }
 
     /// Bytes of one group block (16 rows × one block).
@@ -171,12 +201,14 @@ public enum InterleavedRows {
         for k in 0..<form.words {
             let file = wordsFile + 4 * k
             let group = form.wordsStart + 64 * form.slot(k) + 4 * r
+            let isHighBits = type == .q5_0 && k == 0
             if toGroup {
                 let word = fileBlock.loadUnaligned(fromByteOffset: file, as: UInt32.self) ^ form.flip
-                groupBlock.storeBytes(of: word, toByteOffset: group, as: UInt32.self)
+                groupBlock.storeBytes(
+                    of: isHighBits ? Q5HighBits.transposed(word) : word, toByteOffset: group, as: UInt32.self)
             } else {
                 let word = groupBlock.loadUnaligned(fromByteOffset: group, as: UInt32.self) ^ form.flip
-                fileBlock.storeBytes(of: word, toByteOffset: file, as: UInt32.self)
+                fileBlock.storeBytes(of: isHighBits ? Q5HighBits.file(word) : word, toByteOffset: file, as: UInt32.self)
             }
         }
         let trailingFile = wordsFile + 4 * form.words
@@ -218,6 +250,7 @@ enum InterleavedKernels {
         switch job.type {
         case .q4_0: q4_0(job, x, rows)
         case .q4_1: q4_1(job, x, rows)
+        case .q5_0: q5_0(job, x, rows)
         case .q8_0: q8_0(job, x, rows)
         case .q4_K: q4_K(job, x, rows)
         case .q6_K: q6_K(job, x, rows)
@@ -227,13 +260,16 @@ enum InterleavedKernels {
 
     // One non-generic entry point per type, so each gets its own fully specialized loop.
     @inline(never) static func q4_0(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
-        groups(job, x, rows, nibbles: true, hasMinimum: false, groupBlock: 288)
+        groups(job, x, rows, nibbles: true, hasMinimum: false, highBits: false, groupBlock: 288)
     }
     @inline(never) static func q4_1(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
-        groups(job, x, rows, nibbles: true, hasMinimum: true, groupBlock: 320)
+        groups(job, x, rows, nibbles: true, hasMinimum: true, highBits: false, groupBlock: 320)
+    }
+    @inline(never) static func q5_0(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
+        groups(job, x, rows, nibbles: true, hasMinimum: false, highBits: true, groupBlock: 352)
     }
     @inline(never) static func q8_0(_ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>) {
-        groups(job, x, rows, nibbles: false, hasMinimum: false, groupBlock: 544)
+        groups(job, x, rows, nibbles: false, hasMinimum: false, highBits: false, groupBlock: 544)
     }
 
     /// Every group of `rows` for every token: tiles of four tokens share each group block's unpacked codes,
@@ -241,7 +277,7 @@ enum InterleavedKernels {
     @inline(__always)
     static func groups(
         _ job: LinearJob, _ x: QuantizedActivations, _ rows: Range<Int>, nibbles: Bool, hasMinimum: Bool,
-        groupBlock: Int
+        highBits: Bool, groupBlock: Int
     ) {
         let groupRows = InterleavedRows.groupRows
         var r = rows.lowerBound
@@ -252,13 +288,13 @@ enum InterleavedKernels {
             while job.tokens &- t >= 4 {
                 tile(
                     w, x, token: t, count: 4, out: out, stride: job.rows, nibbles: nibbles, hasMinimum: hasMinimum,
-                    groupBlock: groupBlock)
+                    highBits: highBits, groupBlock: groupBlock)
                 t &+= 4
             }
             while t < job.tokens {
                 tile(
                     w, x, token: t, count: 1, out: out, stride: job.rows, nibbles: nibbles, hasMinimum: hasMinimum,
-                    groupBlock: groupBlock)
+                    highBits: highBits, groupBlock: groupBlock)
                 t &+= 1
             }
             r &+= groupRows
@@ -266,16 +302,16 @@ enum InterleavedKernels {
     }
 
     /// One group (16 rows at `w`) for tokens `token ..< token + count` (count ≤ 4): writes 16 floats per
-    /// token at `out + t · stride`.
+    /// token at `out + t · stride`. `highBits`: Q5_0, whose nibbles get a fifth bit each (`Q5HighBits`).
     @inline(__always)
     static func tile(
         _ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int, out: UnsafeMutablePointer<Float>,
-        stride: Int, nibbles: Bool, hasMinimum: Bool, groupBlock: Int
+        stride: Int, nibbles: Bool, hasMinimum: Bool, highBits: Bool, groupBlock: Int
     ) {
         var accs = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
         let hasOffset = x.sizes.codeOffset != 0
         let scaleStride = hasMinimum || nibbles ? 8 : 4
-        let codesStart = hasMinimum ? 64 : 32
+        let codesStart = hasMinimum ? 64 : highBits ? 96 : 32  // after d (and m, or qh)
         let blocks = x.sizes.blocks
         let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
         for b in 0..<blocks {
@@ -294,10 +330,23 @@ enum InterleavedKernels {
                 let p2 = c.loadUnaligned(fromByteOffset: 128, as: SIMD16<UInt32>.self)
                 let p3 = c.loadUnaligned(fromByteOffset: 192, as: SIMD16<UInt32>.self)
                 let mask = SIMD16<UInt32>(repeating: 0x0F0F_0F0F)
-                codes = (
+                let nibbleCodes = (
                     p0 & mask, p1 & mask, p2 & mask, p3 & mask, (p0 &>> 4) & mask, (p1 &>> 4) & mask,
                     (p2 &>> 4) & mask, (p3 &>> 4) & mask
                 )
+                if highBits {
+                    // Chunk v's fifth bits are bit v of each byte of the stored qh word: move them to bit 4.
+                    let qh = block.loadUnaligned(fromByteOffset: 32, as: SIMD16<UInt32>.self)
+                    let fifth = SIMD16<UInt32>(repeating: 0x1010_1010)
+                    codes = (
+                        nibbleCodes.0 | ((qh &<< 4) & fifth), nibbleCodes.1 | ((qh &<< 3) & fifth),
+                        nibbleCodes.2 | ((qh &<< 2) & fifth), nibbleCodes.3 | ((qh &<< 1) & fifth),
+                        nibbleCodes.4 | (qh & fifth), nibbleCodes.5 | ((qh &>> 1) & fifth),
+                        nibbleCodes.6 | ((qh &>> 2) & fifth), nibbleCodes.7 | ((qh &>> 3) & fifth)
+                    )
+                } else {
+                    codes = nibbleCodes
+                }
             } else {
                 codes = (
                     c.loadUnaligned(as: SIMD16<UInt32>.self),

@@ -128,7 +128,7 @@ public enum Linear {
             var chunks = 0
             for (index, product) in products.enumerated() {
                 let job = LinearJob(weight: product.weight, tokens: product.tokens, output: product.output)
-                let rowsPerChunk = chunkRows(job, threads: pool.threadCount)
+                let rowsPerChunk = chunkRows(job, threads: pool.threadCount, products: products.count)
                 (parts.baseAddress! + index).initialize(to: (job, rowsPerChunk, chunks))
                 chunks += (product.weight.rows + rowsPerChunk - 1) / rowsPerChunk
             }
@@ -161,11 +161,13 @@ public enum Linear {
     /// Rows per parallel chunk: about 4096 block dot products (a few microseconds) so that claiming is
     /// noise, and about four chunks per thread: enough to even out a thread that starts late, few enough
     /// that each thread streams long runs of weights (measured: eight or sixteen chunks per thread lost
-    /// 10–40 % on decode-sized products, as every chunk start waits for memory again).
-    static func chunkRows(_ job: LinearJob, threads: Int) -> Int {
+    /// 10–40 % on decode-sized products, as every chunk start waits for memory again). For one of `products`
+    /// products run as one job, the four chunks per thread are counted over the job: a decode step's small
+    /// per-head products (8 × 512 rows of 128 columns) each in one or two chunks, not eight.
+    static func chunkRows(_ job: LinearJob, threads: Int, products: Int = 1) -> Int {
         let workPerRow = max(1, (job.columns + 31) / 32) * job.tokens
         let byWork = max(1, 4096 / workPerRow)
-        let byBalance = max(1, job.rows / (threads * 4))
+        let byBalance = max(1, job.rows * products / (threads * 4))
         let rows = min(byWork, byBalance)
         // Interleaved matrices go by whole groups ([INTERLEAVED_ROWS]).
         if job.layout == .interleaved {
