@@ -313,7 +313,7 @@ enum InterleavedKernels {
         let scaleStride = hasMinimum || nibbles ? 8 : 4
         let codesStart = hasMinimum ? 64 : highBits ? 96 : 32  // after d (and m, or qh)
         let blocks = x.sizes.blocks
-        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
+        let prefetching = StreamPrefetch.streams(token: token, count: count)
         for b in 0..<blocks {
             let block = w + b &* groupBlock
             if prefetching { StreamPrefetch.ahead(of: block, bytes: groupBlock) }
@@ -513,7 +513,7 @@ enum InterleavedKernels {
     ) {
         var accs = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
         let blocks = x.sizes.blocks
-        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
+        let prefetching = StreamPrefetch.streams(token: token, count: count)
         for b in 0..<blocks {
             let block = w + b &* 2304
             if prefetching { StreamPrefetch.ahead(of: block, bytes: 2304) }
@@ -622,7 +622,7 @@ enum InterleavedKernels {
     ) {
         var accs = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
         let blocks = x.sizes.blocks
-        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
+        let prefetching = StreamPrefetch.streams(token: token, count: count)
         for b in 0..<blocks {
             let block = w + b &* 3360
             if prefetching { StreamPrefetch.ahead(of: block, bytes: 3360) }

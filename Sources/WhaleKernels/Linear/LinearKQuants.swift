@@ -62,7 +62,7 @@ enum KQuantKernels {
         let blocks = x.sizes.blocks
         let blockBytes = hasFifthBit ? 176 : 144
         let codesStart = hasFifthBit ? 48 : 16
-        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
+        let prefetching = StreamPrefetch.streams(token: token, count: count)
         for b in 0..<blocks {
             let block = w + b &* blockBytes
             if prefetching { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
@@ -193,7 +193,7 @@ enum KQuantKernels {
     static func q6KRow(_ w: UnsafeRawPointer, _ x: QuantizedActivations, token: Int, count: Int) -> SIMD4<Float> {
         var sums = SIMD4<Float>()
         let blocks = x.sizes.blocks
-        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
+        let prefetching = StreamPrefetch.streams(token: token, count: count)
         for b in 0..<blocks {
             let block = w + b &* 210
             if prefetching { StreamPrefetch.ahead(of: block, bytes: 210) }
@@ -290,7 +290,7 @@ extension KQuantKernels {
         let blocks = x.sizes.blocks
         let blockBytes = hasFifthBit ? 176 : 144
         let codesStart = hasFifthBit ? 48 : 16
-        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
+        let prefetching = StreamPrefetch.streams(token: token, count: count)
         for b in 0..<blocks {
             let block = w + b &* blockBytes
             if prefetching { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
@@ -377,7 +377,7 @@ extension KQuantKernels {
         var dots = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
         // Left shifts that put byte i / 4 of a word on top of lane i, for an arithmetic shift back.
         let scaleShifts = SIMD16<UInt32>(24, 24, 24, 24, 16, 16, 16, 16, 8, 8, 8, 8, 0, 0, 0, 0)
-        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
+        let prefetching = StreamPrefetch.streams(token: token, count: count)
         for b in 0..<x.sizes.blocks {
             let block = w + b &* 210
             if prefetching { StreamPrefetch.ahead(of: block, bytes: 210) }

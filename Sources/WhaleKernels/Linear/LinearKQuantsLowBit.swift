@@ -71,7 +71,7 @@ extension KQuantKernels {
         var sums = SIMD4<Float>()
         let blockBytes = isQ3K ? 110 : 84
         let codesStart = isQ3K ? 32 : 16
-        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
+        let prefetching = StreamPrefetch.streams(token: token, count: count)
         for b in 0..<x.sizes.blocks {
             let block = w + b &* blockBytes
             if prefetching { StreamPrefetch.ahead(of: block, bytes: blockBytes) }
@@ -156,7 +156,7 @@ extension KQuantKernels {
         let quadShifts = SIMD16<UInt32>(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24)
         let blockBytes = isQ3K ? 110 : 84
         let codesStart = isQ3K ? 32 : 16
-        let prefetching = count == 1 && token == 0 && StreamPrefetch.isEnabled
+        let prefetching = StreamPrefetch.streams(token: token, count: count)
         for b in 0..<x.sizes.blocks {
             let block = w + b &* blockBytes
             if prefetching { StreamPrefetch.ahead(of: block, bytes: blockBytes) }

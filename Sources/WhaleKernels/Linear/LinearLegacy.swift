@@ -203,7 +203,7 @@ enum LegacyKernels {
         var summs: Float = 0
         let y = x.values(token: token)
         let s = x.scales(token: token)
-        if token == 0 && StreamPrefetch.isEnabled { StreamPrefetch.ahead(of: w, bytes: blocks &* F.blockBytes) }
+        if StreamPrefetch.streams(token: token, count: 1) { StreamPrefetch.ahead(of: w, bytes: blocks &* F.blockBytes) }
         for b in 0..<blocks {
             accumulate(format, nibbleBlock(format, w, block: b), y + b &* 64, s + b &* 8, &acc, &summs)
         }
@@ -278,7 +278,7 @@ enum LegacyKernels {
         let s0 = x.scales(token: token)
         let valueStride = x.sizes.valuesPerToken &* 2
         let scaleStride = x.sizes.scalesPerToken &* 4
-        if count == 1 && token == 0 && StreamPrefetch.isEnabled { StreamPrefetch.ahead(of: w, bytes: blocks &* 34) }
+        if StreamPrefetch.streams(token: token, count: count) { StreamPrefetch.ahead(of: w, bytes: blocks &* 34) }
         var b = 0
         while b < blocks {
             let block = w + b &* 34
@@ -416,7 +416,7 @@ extension LegacyKernels {
             if count > 3 { accumulate(&accs.3, &summs.3, 3) }
         }
         let blocks = x.sizes.blocks
-        if count == 1 && token == 0 && StreamPrefetch.isEnabled {
+        if StreamPrefetch.streams(token: token, count: count) {
             StreamPrefetch.ahead(of: w, bytes: blocks &* blockBytes)
         }
         var b = 0

@@ -39,6 +39,12 @@ enum StreamPrefetch {
         return whale_cpu_is_amd() == 0
     }()
 
+    /// Whether a kernel's pass over its rows for tokens `token ..< token + count` asks for them ahead: only
+    /// a lone token's (a decode step's) and only when `isEnabled` — prompt tiles read each block from cache
+    /// four times over. Read it once per call, outside the block loop.
+    @inline(__always)
+    static func streams(token: Int, count: Int) -> Bool { count == 1 && token == 0 && isEnabled }
+
     /// Bytes ahead of the block being multiplied: two Q4_K group blocks (measured: 4.6 KB and 9.2 KB ran
     /// alike, both far ahead of no prefetch).
     static let distance = 4608
