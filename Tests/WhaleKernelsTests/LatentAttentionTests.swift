@@ -1,11 +1,12 @@
+import Foundation
 import Testing
 import WhaleKernels
 
-/// `Attention.latent` batches heads (tiles of heads × positions, columns split between threads), but each
-/// score, weight and output must be exactly what one dot product and one weighted sum at a time give —
-/// the order `CacheRowFormat.dot` / `.accumulate` state: one 16-lane accumulator with multiply-adds, a
-/// halving-tree sum, a scalar tail; positions in order. This reference computes it that way, one head and
-/// one token at a time, and the kernel must match it bit for bit.
+/// `Attention.latent` batches heads, cuts a token's cached positions into chunks with a running softmax
+/// (flash attention's), and splits the work between threads. Checked against softmax attention in double
+/// precision over the values the cache holds, and for invariances that make results reproducible: the same
+/// bits whatever the thread count, whether a token decodes alone or in a prompt, and whether a head is
+/// computed with others or alone.
 struct LatentAttentionTests {
     struct Case: CustomTestStringConvertible, Sendable {
         var heads: Int
@@ -22,14 +23,17 @@ struct LatentAttentionTests {
     }
 
     static let cases: [Case] = [
-        // Decoding at depth, DeepSeek-V3-like shape: positions, heads and columns split between threads.
+        // Decoding at depth, DeepSeek-V3-like shape: chunks of positions split between threads, several
+        // spans per chunk (2,100 positions: 33 spans in 16 chunks, the last span short).
         Case(heads: 16, rank: 256, ropeDim: 32, lengths: [300], precision: .f16, threads: 2),
+        Case(heads: 8, rank: 512, ropeDim: 64, lengths: [2100], precision: .f16, threads: 2),
         Case(heads: 8, rank: 512, ropeDim: 64, lengths: [257], precision: .f32, threads: 2),
         // Heads not a multiple of the tiles, ranks with tails, an odd number of positions.
         Case(heads: 5, rank: 40, ropeDim: 8, lengths: [201], precision: .f32, threads: 2),
         Case(heads: 13, rank: 72, ropeDim: 24, lengths: [129], precision: .f16, threads: 2),
-        // Short caches: heads shared between threads in groups of four (fewer than four: one thread does
-        // it all; 13: 4 + 9, the second share with a tail of heads and columns), and a one-thread pool.
+        // Short caches (fewer chunks than threads): heads shared between threads in groups of four (fewer
+        // than four: one thread does it all; 13: 4 + 9, the second share with a tail of heads and columns),
+        // and a one-thread pool.
         Case(heads: 3, rank: 32, ropeDim: 8, lengths: [5], precision: .f32, threads: 2),
         Case(heads: 16, rank: 256, ropeDim: 32, lengths: [60], precision: .f16, threads: 2),
         Case(heads: 13, rank: 72, ropeDim: 24, lengths: [50], precision: .f32, threads: 2),
@@ -67,94 +71,19 @@ struct LatentAttentionTests {
         return widened
     }
 
-    static func dot(_ a: [Float], _ aStart: Int, _ b: [Float], _ bStart: Int, _ n: Int) -> Float {
-        var accumulator = SIMD16<Float>()
-        var i = 0
-        while i + 16 <= n {
-            var x = SIMD16<Float>()
-            var y = SIMD16<Float>()
-            for k in 0..<16 {
-                x[k] = a[aStart + i + k]
-                y[k] = b[bStart + i + k]
-            }
-            accumulator.addProduct(x, y)
-            i += 16
-        }
-        let half = accumulator.lowHalf + accumulator.highHalf
-        let quarter = half.lowHalf + half.highHalf
-        let pair = quarter.lowHalf + quarter.highHalf
-        var total = pair[0] + pair[1]
-        while i < n {
-            total += a[aStart + i] * b[bStart + i]
-            i += 1
-        }
-        return total
+    /// The kernel's outputs and weights for one call.
+    struct Result {
+        var out: [Float]
+        var weights: [Float]
     }
 
-    @Test(arguments: cases)
-    func batchedOverHeadsEqualsOneHeadAtATime(_ c: Case) {
-        var values = Values(state: UInt64(c.heads * 1000 + c.rank + c.lengths.count))
-        let count = c.lengths.count
-        let ropeStride = c.heads * c.ropeDim  // rope queries: [T, heads, ropeDim]
-        let longest = c.lengths.max()!
-        let scale: Float = 0.37
-        // The cache rows each token reads, as the values attention sees (halves: exactly representable).
-        var latents = (0..<count).map { t in values.array(c.lengths[t] * c.rank) }
-        var ropeKeys = (0..<count).map { t in values.array(c.lengths[t] * c.ropeDim) }
-        switch c.precision {
-        case .f16:
-            latents = latents.map { $0.map(Self.halfRounded) }
-            ropeKeys = ropeKeys.map { $0.map(Self.halfRounded) }
-        case .q8_0:
-            latents = latents.map(Self.q8Rounded)
-            ropeKeys = ropeKeys.map(Self.q8Rounded)
-        case .f32: break
-        }
-        var latentQueries = values.array(c.heads * count * c.rank).map { $0 * 3 }
-        var ropeQueries = values.array(count * ropeStride).map { $0 * 3 }
-
-        // The reference, one head and one token at a time.
-        var expectedOut = [Float](repeating: 0, count: c.heads * count * c.rank)
-        var expectedWeights = [Float](repeating: 0, count: c.heads * count * longest)
-        var referenceLatentQueries = latentQueries
-        var referenceRopeQueries = ropeQueries
-        if c.precision == .f16 {
-            referenceLatentQueries = referenceLatentQueries.map(Self.halfRounded)
-            referenceRopeQueries = referenceRopeQueries.map(Self.halfRounded)
-        }
-        for t in 0..<count {
-            for h in 0..<c.heads {
-                let length = c.lengths[t]
-                var row = [Float](repeating: 0, count: length)
-                let queryStart = (h * count + t) * c.rank
-                let ropeStart = t * ropeStride + h * c.ropeDim
-                for j in 0..<length {
-                    let latentDot = Self.dot(referenceLatentQueries, queryStart, latents[t], j * c.rank, c.rank)
-                    let ropeDot = Self.dot(referenceRopeQueries, ropeStart, ropeKeys[t], j * c.ropeDim, c.ropeDim)
-                    row[j] = (latentDot + ropeDot) * scale
-                }
-                // `.f16` (GGUF models): ggml's softmax, rounded to half; otherwise transformers'.
-                if c.precision == .f16 {
-                    row.withUnsafeMutableBufferPointer { Ops.softmaxX86($0.baseAddress!, count: length) }
-                    row = row.map(Self.halfRounded)
-                } else {
-                    row.withUnsafeMutableBufferPointer { Ops.softmax($0.baseAddress!, count: length) }
-                }
-                for j in 0..<length {
-                    expectedWeights[(h * count + t) * longest + j] = row[j]
-                    for i in 0..<c.rank {
-                        let product: Float = row[j] * latents[t][j * c.rank + i]
-                        if i < c.rank & ~15 {
-                            expectedOut[queryStart + i].addProduct(row[j], latents[t][j * c.rank + i])
-                        } else {
-                            expectedOut[queryStart + i] += product
-                        }
-                    }
-                }
-            }
-        }
-
-        // The kernel, over caches in the precision's storage.
+    /// Runs `Attention.latent` over rows holding `latents` / `ropeKeys` (already rounded to the precision).
+    static func run(
+        _ c: Case, heads: Int, latents: [[Float]], ropeKeys: [[Float]], latentQueries: [Float], ropeQueries: [Float],
+        lengths: [Int], threads: Int
+    ) -> Result {
+        let count = lengths.count
+        let longest = lengths.max()!
         func rows(_ values: [Float]) -> [UInt8] {
             switch c.precision {
             case .f32: return values.withUnsafeBytes { Array($0) }
@@ -176,20 +105,119 @@ struct LatentAttentionTests {
         let ropeRows = ropeKeys.map { copy(rows($0)) }
         defer { for pointer in latentRows + ropeRows { pointer.deallocate() } }
         let views = (0..<count).map { t in
-            Attention.TokenView(keys: latentRows[t], values: ropeRows[t], length: c.lengths[t], passTokens: count)
+            Attention.TokenView(keys: latentRows[t], values: ropeRows[t], length: lengths[t], passTokens: count)
         }
-        var out = [Float](repeating: .nan, count: c.heads * count * c.rank)
-        var weights = [Float](repeating: 0, count: c.heads * count * longest)
+        var queries = latentQueries
+        var ropes = ropeQueries
+        var result = Result(
+            out: [Float](repeating: .nan, count: heads * count * c.rank),
+            weights: [Float](repeating: 0, count: heads * count * longest))
         Attention.latent(
-            latentQueries: &latentQueries, ropeQueries: &ropeQueries, ropeQueryTokenStride: ropeStride,
-            ropeQueryHeadStride: c.ropeDim, tokens: views, count: count, heads: c.heads, rank: c.rank,
-            ropeDim: c.ropeDim, softmaxScale: scale, precision: c.precision, rowCapacity: longest, output: &out,
-            weights: &weights, weightsStride: longest, pool: ThreadPool(threads: c.threads), arena: ScratchArena())
-        let outMismatches = zip(out, expectedOut).filter { $0.bitPattern != $1.bitPattern }.count
-        let weightMismatches = zip(weights, expectedWeights).filter { $0.bitPattern != $1.bitPattern }.count
-        #expect(outMismatches == 0, "\(outMismatches) of \(out.count) outputs differ from one head at a time")
-        #expect(weightMismatches == 0, "\(weightMismatches) of \(weights.count) weights differ")
-        let allFinite = out.allSatisfy { $0.isFinite }
+            latentQueries: &queries, ropeQueries: &ropes, ropeQueryTokenStride: heads * c.ropeDim,
+            ropeQueryHeadStride: c.ropeDim, tokens: views, count: count, heads: heads, rank: c.rank,
+            ropeDim: c.ropeDim, softmaxScale: scale, precision: c.precision, rowCapacity: longest,
+            output: &result.out, weights: &result.weights, weightsStride: longest,
+            pool: ThreadPool(threads: threads), arena: ScratchArena())
+        return result
+    }
+
+    static let scale: Float = 0.37
+
+    static func same(_ a: [Float], _ b: [Float]) -> Bool { a.map(\.bitPattern) == b.map(\.bitPattern) }
+
+    @Test(arguments: cases)
+    func equalsSoftmaxAttentionAndIsReproducible(_ c: Case) {
+        var values = Values(state: UInt64(c.heads * 1000 + c.rank + c.lengths.count))
+        let count = c.lengths.count
+        let ropeStride = c.heads * c.ropeDim  // rope queries: [T, heads, ropeDim]
+        let longest = c.lengths.max()!
+        // The cache rows each token reads, as the values attention sees (halves: exactly representable).
+        var latents = (0..<count).map { t in values.array(c.lengths[t] * c.rank) }
+        var ropeKeys = (0..<count).map { t in values.array(c.lengths[t] * c.ropeDim) }
+        switch c.precision {
+        case .f16:
+            latents = latents.map { $0.map(Self.halfRounded) }
+            ropeKeys = ropeKeys.map { $0.map(Self.halfRounded) }
+        case .q8_0:
+            latents = latents.map(Self.q8Rounded)
+            ropeKeys = ropeKeys.map(Self.q8Rounded)
+        case .f32: break
+        }
+        let latentQueries = values.array(c.heads * count * c.rank).map { $0 * 3 }
+        let ropeQueries = values.array(count * ropeStride).map { $0 * 3 }
+        let result = Self.run(
+            c, heads: c.heads, latents: latents, ropeKeys: ropeKeys, latentQueries: latentQueries,
+            ropeQueries: ropeQueries, lengths: c.lengths, threads: c.threads)
+
+        // Softmax attention in double precision, one head and one token at a time.
+        var worstOut = 0.0
+        var worstWeight = 0.0
+        for t in 0..<count {
+            let length = c.lengths[t]
+            for h in 0..<c.heads {
+                let queryStart = (h * count + t) * c.rank
+                let ropeStart = t * ropeStride + h * c.ropeDim
+                var scores = (0..<length).map { j in
+                    var dot = 0.0
+                    for i in 0..<c.rank {
+                        dot += Double(latentQueries[queryStart + i]) * Double(latents[t][j * c.rank + i])
+                    }
+                    for i in 0..<c.ropeDim {
+                        dot += Double(ropeQueries[ropeStart + i]) * Double(ropeKeys[t][j * c.ropeDim + i])
+                    }
+                    return dot * Double(Self.scale)
+                }
+                let largest = scores.max()!
+                scores = scores.map { Foundation.exp($0 - largest) }
+                let total = scores.reduce(0, +)
+                for j in 0..<length {
+                    let weight = scores[j] / total
+                    worstWeight = max(
+                        worstWeight, abs(Double(result.weights[(h * count + t) * longest + j]) - weight))
+                }
+                for i in 0..<c.rank {
+                    var sum = 0.0
+                    for j in 0..<length { sum += scores[j] / total * Double(latents[t][j * c.rank + i]) }
+                    worstOut = max(worstOut, abs(Double(result.out[queryStart + i]) - sum))
+                }
+            }
+        }
+        // Float32 sums over up to ~2,000 positions of values in [-1, 1].
+        #expect(worstOut < 2e-6, "max |Δ output| vs double-precision softmax attention = \(worstOut)")
+        #expect(worstWeight < 1e-6, "max |Δ weight| = \(worstWeight)")
+
+        // The same bits with another thread count.
+        let otherThreads = Self.run(
+            c, heads: c.heads, latents: latents, ropeKeys: ropeKeys, latentQueries: latentQueries,
+            ropeQueries: ropeQueries, lengths: c.lengths, threads: c.threads == 1 ? 3 : 1)
+        #expect(Self.same(otherThreads.out, result.out), "the thread count changed the outputs")
+        #expect(Self.same(otherThreads.weights, result.weights), "the thread count changed the weights")
+
+        // The same bits for each token alone (decoding) as in the prompt, and for head 1 alone.
+        for t in 0..<count where count > 1 {
+            let alone = Self.run(
+                c, heads: c.heads, latents: [latents[t]], ropeKeys: [ropeKeys[t]],
+                latentQueries: (0..<c.heads).flatMap { h in latentQueries[((h * count + t) * c.rank)...].prefix(c.rank)
+                },
+                ropeQueries: Array(ropeQueries[(t * ropeStride)...].prefix(ropeStride)), lengths: [c.lengths[t]],
+                threads: c.threads)
+            let inPrompt = (0..<c.heads).flatMap { h in result.out[((h * count + t) * c.rank)...].prefix(c.rank) }
+            #expect(Self.same(alone.out, inPrompt), "token \(t) alone differs from token \(t) in the prompt")
+        }
+        if c.heads > 1 {
+            let h = 1
+            let single = Self.run(
+                c, heads: 1, latents: latents, ropeKeys: ropeKeys,
+                latentQueries: Array(latentQueries[(h * count * c.rank)...].prefix(count * c.rank)),
+                ropeQueries: (0..<count).flatMap { t in
+                    ropeQueries[(t * ropeStride + h * c.ropeDim)...].prefix(c.ropeDim)
+                },
+                lengths: c.lengths, threads: c.threads)
+            #expect(
+                Self.same(single.out, Array(result.out[(h * count * c.rank)...].prefix(count * c.rank))),
+                "head 1 alone differs from head 1 among \(c.heads)")
+        }
+        let allFinite = result.out.allSatisfy { $0.isFinite }
         #expect(allFinite)
     }
 }

@@ -2,6 +2,7 @@
 /// the query and the attention weights rounded to half precision, as ggml's f16 matrix products do);
 /// `f32` is transformers' float32 math; `q8_0` stores the cache as Q8_0 blocks (`Q8Rows`: half the bytes of
 /// f16 again) and computes in float32 over the dequantized values (queries and weights are not rounded).
+/// Absorbed MLA attention (`Attention.latent`) rounds only the cache rows, for every precision.
 public enum AttentionPrecision: String, Sendable, CaseIterable {
     case f16
     case f32
@@ -126,8 +127,10 @@ public enum Attention {
     ///   `[length, ropeDim]`.
     /// - `output` `[heads, T, rank]`: Σ_j softmax(score)_j · latent_j.
     ///
-    /// score(j) = (latentQuery·latent_j + ropeQuery·ropeKey_j) · softmaxScale. With `.f16` the queries
-    /// (in place) and the weights are rounded to half precision and the softmax is ggml's (`Ops.softmaxX86`).
+    /// score(j) = (latentQuery·latent_j + ropeQuery·ropeKey_j) · softmaxScale. `precision` is the cache rows'
+    /// storage only: the math is float32 for all three (nothing else rounded to half; exponentials by
+    /// `Ops.exp8`), in one pass over the cache with a running softmax ([LATENT_ATTENTION_KERNEL]), so the
+    /// order of the sums is the kernel's own; `weights`, when given, receives softmax(score) per head and token.
     @inline(never)
     public static func latent(
         latentQueries: UnsafeMutablePointer<Float>, ropeQueries: UnsafeMutablePointer<Float>,
@@ -141,8 +144,8 @@ public enum Attention {
         let kernel = LatentAttentionKernel(
             latentQueries: latentQueries, ropeQueries: ropeQueries, ropeQueryTokenStride: ropeQueryTokenStride,
             ropeQueryHeadStride: ropeQueryHeadStride, tokens: tokens, count: count, heads: heads, rank: rank,
-            ropeDim: ropeDim, softmaxScale: softmaxScale, precision: precision, rowCapacity: rowCapacity,
-            output: output, weights: weights, weightsStride: weightsStride)
+            ropeDim: ropeDim, softmaxScale: softmaxScale, rowCapacity: rowCapacity, output: output,
+            weights: weights, weightsStride: weightsStride)
         switch precision {
         case .f16: kernel.run(HalfCacheRows.self, pool: pool, arena: arena)
         case .f32: kernel.run(FloatRows.self, pool: pool, arena: arena)

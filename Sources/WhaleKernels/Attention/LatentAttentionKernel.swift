@@ -1,22 +1,26 @@
-/// Multi-head latent attention batched over heads ([LATENT_ATTENTION_KERNEL]).
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Multi-head latent attention batched over heads, in one pass over the cache ([LATENT_ATTENTION_KERNEL]).
 ///
 /// Every head of a token attends to the same cached latents, so the kernel reads each cached row once per
 /// token for all heads — per head, a 2,048-token cache of DeepSeek-V3's shape (576 halves per row) is 2.4 MB,
-/// more than this CPU's L2, and reading it once per head made decoding at depth memory-bound. Scores come
-/// from tiles of 4 heads × 2 cached positions (eight accumulators: six loads per eight multiply-adds, where
-/// a dot product at a time needs two); weighted sums from 8 heads at a time over 16 positions, accumulated
-/// in registers.
+/// more than this CPU's L2. And it reads it from memory once, not once for the scores and again for the
+/// weighted sums: positions go in spans of `spanLength`, whose rows stay in L1/L2 between the two, with a
+/// running softmax (flash attention's): each head keeps the largest score so far, the sum of
+/// exp(score − largest) and the weighted sums of latents with those weights, rescaled when a span raises the
+/// largest. Scores come from tiles of 4 heads × 2 cached positions (eight accumulators: six loads per eight
+/// multiply-adds); weighted sums from 8 heads at a time over 16 columns, accumulated in registers.
 ///
-/// Each score, weight and output element is computed exactly as one dot product / one weighted sum at a
-/// time computes it (`CacheRowFormat.dot`: one 16-lane accumulator per dot, a halving-tree sum, a scalar
-/// tail; `CacheRowFormat.accumulate`: positions in order, one multiply-add each), so the batching changes no bit; only
-/// which values share registers and how the work is split between threads.
-///
-/// Work split: one token (decoding) splits the cached positions between threads for the scores, the heads
-/// for the softmax, and the latent's columns for the weighted sums, so each thread reads a part of each row
-/// once; over a short cache (below `parallelLength`, where those three hand-offs would cost more than they
-/// split) each thread takes a share of the heads, whole, instead. Several tokens (a prompt) run a token per
-/// work item, all heads in one thread.
+/// A token's positions are cut into at most `maxChunks` chunks of whole spans — by its length alone, so the
+/// result does not depend on the thread count or on whether the token decodes alone or in a prompt — each
+/// with its own running state; the chunks are then merged in order. A decoding token runs its chunks (and,
+/// over a short cache, groups of four heads) as parallel work items; a prompt runs one token per item. Per
+/// head, scores and sums are computed in one order whatever the tiling (`CacheRowFormat.dot` per score,
+/// positions in order per weighted sum), so which heads share registers or threads changes no bit.
 struct LatentAttentionKernel {
     let latentQueries: UnsafeMutablePointer<Float>
     let ropeQueries: UnsafeMutablePointer<Float>
@@ -28,20 +32,24 @@ struct LatentAttentionKernel {
     let rank: Int
     let ropeDim: Int
     let softmaxScale: Float
-    let precision: AttentionPrecision
     /// Floats per head in a scores area (at least every token's length).
     let rowCapacity: Int
     let output: UnsafeMutablePointer<Float>
     let weights: UnsafeMutablePointer<Float>?
     let weightsStride: Int
 
-    /// Cached positions per score work item when one token's positions are split between threads.
-    static let positionsPerItem = 64
+    /// Cached positions scored, exponentiated and summed in one step (a fulldim span's rows: 74 KB).
+    static let spanLength = 64
+    /// The most chunks a token's positions are cut into (work items of a decoding token).
+    static let maxChunks = 16
     /// Positions whose rows one pass over the heads reads (a few kilobytes: they stay in L1 across head groups).
     static let positionsPerBlock = 32
-    /// Below this many cached positions one decoding token's heads are shared between threads instead of
-    /// its positions and columns.
-    static let parallelLength = 128
+    /// How far ahead of the scores the rows are asked for, on every CPU ([STREAM_PREFETCH]): the hardware
+    /// prefetchers stop at each 4 KB page (four fulldim rows), and the scores' multiply-adds leave the memory
+    /// idle while they run. Measured on the AMD EPYC, fulldim shape, 2,048 positions, 2 threads: 540 µs a
+    /// layer without, 450 with 4 or 8 rows ahead, 505 with 32, 570 with 64 (past the chunk: rows another
+    /// thread reads).
+    static let rowsAhead = 8
 
     func latentQuery(_ h: Int, _ t: Int) -> UnsafeMutablePointer<Float> { latentQueries + (h &* count &+ t) &* rank }
     func ropeQuery(_ h: Int, _ t: Int) -> UnsafeMutablePointer<Float> {
@@ -49,80 +57,186 @@ struct LatentAttentionKernel {
     }
     func out(_ h: Int, _ t: Int) -> UnsafeMutablePointer<Float> { output + (h &* count &+ t) &* rank }
 
+    /// Spans of a token with `length` cached positions.
+    static func spans(length: Int) -> Int { (length + spanLength - 1) / spanLength }
+    /// Chunks of a token with `length` cached positions.
+    static func chunks(length: Int) -> Int { min(maxChunks, spans(length: length)) }
+    /// Positions of chunk c of `chunks`: whole spans, as even as they split.
+    static func positions(chunk c: Int, of chunks: Int, length: Int) -> Range<Int> {
+        let spans = spans(length: length)
+        let first = c &* spans / chunks &* spanLength
+        return first..<min(length, (c &+ 1) &* spans / chunks &* spanLength)
+    }
+
+    /// One token's scratch: its scores (then exponentials), and each chunk's running state.
+    struct Scratch {
+        /// Head h's at `scores[h·rowCapacity + j]`.
+        let scores: UnsafeMutablePointer<Float>
+        /// Chunk c's weighted sums of head h at `sums[(c·heads + h)·rank]`.
+        let sums: UnsafeMutablePointer<Float>
+        /// Chunk c's largest score of head h so far at `largest[c·heads + h]`, the sum of exp(score − largest)
+        /// at `totals[c·heads + h]`.
+        let largest: UnsafeMutablePointer<Float>
+        let totals: UnsafeMutablePointer<Float>
+        /// The largest score span s's exponentials are relative to, head h's at `spanLargest[s·heads + h]`.
+        let spanLargest: UnsafeMutablePointer<Float>
+
+        static func floats(heads: Int, rank: Int, rowCapacity: Int) -> Int {
+            let spans = LatentAttentionKernel.spans(length: rowCapacity)
+            return heads &* rowCapacity &+ LatentAttentionKernel.maxChunks &* heads &* (rank &+ 2) &+ spans &* heads
+        }
+
+        init(_ base: UnsafeMutablePointer<Float>, heads: Int, rank: Int, rowCapacity: Int) {
+            scores = base
+            sums = scores + heads &* rowCapacity
+            largest = sums + LatentAttentionKernel.maxChunks &* heads &* rank
+            totals = largest + LatentAttentionKernel.maxChunks &* heads
+            spanLargest = totals + LatentAttentionKernel.maxChunks &* heads
+        }
+    }
+
     func run<Row: CacheRowFormat>(_ format: Row.Type, pool: ThreadPool, arena: ScratchArena) {
+        let perToken = Scratch.floats(heads: heads, rank: rank, rowCapacity: rowCapacity)
         if count == 1 {
             let length = tokens[0].length
-            let scores = arena.floats(heads &* rowCapacity)
-            roundQueries(token: 0)
-            guard length >= Self.parallelLength && pool.threadCount > 1 else {
-                // Whole groups of four heads (the score tiles' width) per thread.
-                let groups = heads / 4
-                let parts = max(1, min(pool.threadCount, groups))
-                pool.parallelFor(parts) { part in
-                    let first = part &* groups / parts &* 4
-                    let end = part == parts - 1 ? heads : (part &+ 1) &* groups / parts &* 4
-                    token(Row.self, 0, scores: scores, heads: first..<end)
-                }
-                return
+            let scratch = Scratch(arena.floats(perToken), heads: heads, rank: rank, rowCapacity: rowCapacity)
+            let chunks = Self.chunks(length: length)
+            // Fewer chunks than threads (a short cache): whole groups of four heads (the score tiles' width)
+            // per item as well.
+            let groups = chunks >= pool.threadCount ? 1 : max(1, min(heads / 4, pool.threadCount))
+            pool.parallelFor(chunks &* groups) { item in
+                let c = item / groups
+                let g = item % groups
+                let first = g &* (heads / 4) / groups &* 4
+                let end = g == groups - 1 ? heads : (g &+ 1) &* (heads / 4) / groups &* 4
+                chunk(
+                    Row.self, token: 0, chunk: c, positions: Self.positions(chunk: c, of: chunks, length: length),
+                    heads: first..<end, scratch)
             }
-            let items = (length + Self.positionsPerItem - 1) / Self.positionsPerItem
-            pool.parallelFor(items) { item in
-                let first = item &* Self.positionsPerItem
-                self.scores(
-                    Row.self, token: 0, positions: first..<min(length, first &+ Self.positionsPerItem),
-                    heads: 0..<heads, scores)
-            }
-            pool.parallelFor(heads) { h in normalize(scores + h &* rowCapacity, head: h, token: 0, length: length) }
-            // Column ranges in whole 16-value chunks; the last takes any tail.
-            let chunks = (rank + 15) / 16
-            let parts = min(chunks, 4 &* pool.threadCount)
-            pool.parallelFor(parts) { part in
-                let first = part &* chunks / parts &* 16
-                let end = part == parts - 1 ? rank : (part &+ 1) &* chunks / parts &* 16
-                values(Row.self, token: 0, scores: scores, length: length, heads: 0..<heads, columns: first..<end)
+            pool.parallelFor(min(heads, pool.threadCount)) { part in
+                let parts = min(heads, pool.threadCount)
+                merge(
+                    token: 0, chunks: chunks, heads: (part &* heads / parts)..<((part &+ 1) &* heads / parts), scratch)
             }
             return
         }
-        let perWorker = heads &* rowCapacity
-        let scores = arena.floats(pool.threadCount &* perWorker)
+        let scratch = arena.floats(pool.threadCount &* perToken)
         pool.parallelFor(count) { t, worker in
-            roundQueries(token: t)
-            token(Row.self, t, scores: scores + worker &* perWorker, heads: 0..<heads)
+            let mine = Scratch(scratch + worker &* perToken, heads: heads, rank: rank, rowCapacity: rowCapacity)
+            let length = tokens[t].length
+            let chunks = Self.chunks(length: length)
+            for c in 0..<chunks {
+                chunk(
+                    Row.self, token: t, chunk: c, positions: Self.positions(chunk: c, of: chunks, length: length),
+                    heads: 0..<heads, mine)
+            }
+            merge(token: t, chunks: chunks, heads: 0..<heads, mine)
         }
     }
 
-    /// Token t's attention for heads `heads` on the calling thread.
+    /// Chunk c of token t for heads `heads`: span by span, scores, their exponentials relative to the largest
+    /// score so far (rescaling what is summed when a span raises it), and the weighted sums.
     @inline(__always)
-    func token<Row: CacheRowFormat>(
-        _ format: Row.Type, _ t: Int, scores: UnsafeMutablePointer<Float>, heads: Range<Int>
+    func chunk<Row: CacheRowFormat>(
+        _ format: Row.Type, token t: Int, chunk c: Int, positions: Range<Int>, heads: Range<Int>, _ scratch: Scratch
     ) {
+        let state = c &* self.heads
+        for h in heads {
+            (scratch.sums + (state &+ h) &* rank).initialize(repeating: 0, count: rank)
+            scratch.largest[state &+ h] = -.infinity
+            scratch.totals[state &+ h] = 0
+        }
+        var first = positions.lowerBound
+        while first < positions.upperBound {
+            let end = min(positions.upperBound, first &+ Self.spanLength)
+            scores(Row.self, token: t, positions: first..<end, heads: heads, scratch.scores)
+            for h in heads {
+                let row = scratch.scores + h &* rowCapacity
+                var spanLargest = row[first]
+                for j in (first &+ 1)..<end where row[j] > spanLargest { spanLargest = row[j] }
+                let previous = scratch.largest[state &+ h]
+                if spanLargest > previous {
+                    if previous > -.infinity {
+                        let factor = expf(previous - spanLargest)
+                        Self.scale(scratch.sums + (state &+ h) &* rank, by: factor, count: rank)
+                        scratch.totals[state &+ h] *= factor
+                    }
+                    scratch.largest[state &+ h] = spanLargest
+                }
+                let largest = scratch.largest[state &+ h]
+                scratch.totals[state &+ h] += Self.exponentiate(row + first, count: end &- first, minus: largest)
+                scratch.spanLargest[first / Self.spanLength &* self.heads &+ h] = largest
+            }
+            values(
+                Row.self, token: t, weights: scratch.scores, positions: first..<end, heads: heads,
+                into: scratch.sums + state &* rank)
+            first = end
+        }
+    }
+
+    /// Token t's outputs of heads `heads`: the chunks' weighted sums, each scaled to the largest score of all,
+    /// added in chunk order and divided by the total; and its attention weights when asked.
+    func merge(token t: Int, chunks: Int, heads: Range<Int>, _ scratch: Scratch) {
         let length = tokens[t].length
-        self.scores(Row.self, token: t, positions: 0..<length, heads: heads, scores)
-        for h in heads { normalize(scores + h &* rowCapacity, head: h, token: t, length: length) }
-        values(Row.self, token: t, scores: scores, length: length, heads: heads, columns: 0..<rank)
-    }
-
-    /// With `.f16`, token t's queries rounded to half precision in place (llama.cpp's f16 product).
-    func roundQueries(token t: Int) {
-        guard precision == .f16 else { return }
-        for h in 0..<heads {
-            Ops.roundToHalf(latentQuery(h, t), count: rank)
-            Ops.roundToHalf(ropeQuery(h, t), count: ropeDim)
+        for h in heads {
+            var largest = -Float.infinity
+            for c in 0..<chunks { largest = max(largest, scratch.largest[c &* self.heads &+ h]) }
+            var total: Float = 0
+            for c in 0..<chunks {
+                total += scratch.totals[c &* self.heads &+ h] * expf(scratch.largest[c &* self.heads &+ h] - largest)
+            }
+            let inverse = 1 / total
+            let o = out(h, t)
+            o.initialize(repeating: 0, count: rank)
+            for c in 0..<chunks {
+                let factor = expf(scratch.largest[c &* self.heads &+ h] - largest) * inverse
+                Self.addScaled(scratch.sums + (c &* self.heads &+ h) &* rank, factor, into: o, count: rank)
+            }
+            guard let weights else { continue }
+            let row = scratch.scores + h &* rowCapacity
+            let weightsRow = weights + (h &* count &+ t) &* weightsStride
+            for s in 0..<Self.spans(length: length) {
+                let factor = expf(scratch.spanLargest[s &* self.heads &+ h] - largest) * inverse
+                for j in (s &* Self.spanLength)..<min(length, (s &+ 1) &* Self.spanLength) {
+                    weightsRow[j] = row[j] * factor
+                }
+            }
         }
     }
 
-    /// Softmax of one head's scores, copied to `weights` when asked. With `.f16` (GGUF models) ggml's
-    /// softmax (`Ops.softmaxX86`: its vectorized exp, a double sum) rounded to half — llama.cpp's, and at
-    /// 2,048 cached positions 10 % of a layer's attention time with libm's `expf` per score; with `.f32`
-    /// transformers' (`Ops.softmax`).
-    func normalize(_ row: UnsafeMutablePointer<Float>, head h: Int, token t: Int, length: Int) {
-        if precision == .f16 {
-            Ops.softmaxX86(row, count: length)
-            Ops.roundToHalf(row, count: length)
-        } else {
-            Ops.softmax(row, count: length)
+    /// x[i] ← e^(x[i] − largest) (`Ops.exp8`, `expf` for a tail); returns their sum (eight lanes, then the tail).
+    @inline(__always)
+    static func exponentiate(_ x: UnsafeMutablePointer<Float>, count: Int, minus largest: Float) -> Float {
+        let raw = UnsafeMutableRawPointer(x)
+        var lanes = SIMD8<Float>()
+        var i = 0
+        while i &+ 8 <= count {
+            let e = Ops.exp8(
+                raw.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self) - SIMD8(repeating: largest))
+            raw.storeBytes(of: e, toByteOffset: i &* 4, as: SIMD8<Float>.self)
+            lanes += e
+            i &+= 8
         }
-        weights.map { ($0 + (h &* count &+ t) &* weightsStride).update(from: row, count: length) }
+        var total = Ops.horizontalSum(lanes)
+        while i < count {
+            x[i] = expf(x[i] - largest)
+            total += x[i]
+            i &+= 1
+        }
+        return total
+    }
+
+    /// x[i] ← factor · x[i].
+    @inline(__always)
+    static func scale(_ x: UnsafeMutablePointer<Float>, by factor: Float, count: Int) {
+        for i in 0..<count { x[i] *= factor }
+    }
+
+    /// out[i] += factor · x[i].
+    @inline(__always)
+    static func addScaled(_ x: UnsafePointer<Float>, _ factor: Float, into out: UnsafeMutablePointer<Float>, count: Int)
+    {
+        for i in 0..<count { out[i] = out[i].addingProduct(factor, x[i]) }
     }
 
     /// Scaled scores of heads `heads` of token t at `positions`: head h's at `scores[h·rowCapacity + j]`.
@@ -135,7 +249,6 @@ struct LatentAttentionKernel {
         let latentBytes = Row.rowBytes(rank)
         let ropeBytes = Row.rowBytes(ropeDim)
         let latentQueryStride = count &* rank
-        let prefetching = StreamPrefetch.isEnabled
         var first = positions.lowerBound
         while first < positions.upperBound {
             let end = min(positions.upperBound, first &+ Self.positionsPerBlock)
@@ -145,9 +258,9 @@ struct LatentAttentionKernel {
                 while j &+ 2 <= end {
                     let latents = view.keys + j &* latentBytes
                     let ropeKeys = view.values + j &* ropeBytes
-                    if h == heads.lowerBound && prefetching {
-                        StreamPrefetch.ahead(of: latents, bytes: 2 &* latentBytes)
-                        StreamPrefetch.ahead(of: ropeKeys, bytes: 2 &* ropeBytes)
+                    if h == heads.lowerBound {
+                        StreamPrefetch.lines(at: latents + Self.rowsAhead &* latentBytes, bytes: 2 &* latentBytes)
+                        StreamPrefetch.lines(at: ropeKeys + Self.rowsAhead &* ropeBytes, bytes: 2 &* ropeBytes)
                     }
                     let latentDots = Self.dotTile(
                         Row.self, latentQuery(h, t), queryStride: latentQueryStride, latents, latents + latentBytes,
@@ -238,41 +351,33 @@ struct LatentAttentionKernel {
         return totals
     }
 
-    /// Token t's outputs of heads `heads` at `columns` (whole 16-value chunks, then any tail): head h's
-    /// Σ_j weight_hj · latent_j, positions in order, as `CacheRowFormat.accumulate` one position at a time.
+    /// Adds Σ_j weight_hj · latent_j over `positions` (in order, one multiply-add each) to head h's sums at
+    /// `sums + h·rank`, every column (whole 16-value chunks, then any tail); head h's weights at
+    /// `weights[h·rowCapacity + j]`.
     @inline(__always)
     func values<Row: CacheRowFormat>(
-        _ format: Row.Type, token t: Int, scores: UnsafePointer<Float>, length: Int, heads: Range<Int>,
-        columns: Range<Int>
+        _ format: Row.Type, token t: Int, weights: UnsafePointer<Float>, positions: Range<Int>, heads: Range<Int>,
+        into sums: UnsafeMutablePointer<Float>
     ) {
         let view = tokens[t]
         let latentBytes = Row.rowBytes(rank)
-        for h in heads { (out(h, t) + columns.lowerBound).initialize(repeating: 0, count: columns.count) }
-        let vectorEnd = columns.lowerBound &+ (columns.count & ~15)
-        let prefetching = StreamPrefetch.isEnabled
-        var first = 0
-        while first < length {
-            let end = min(length, first &+ Self.positionsPerBlock)
-            // The next block's rows at these columns ([STREAM_PREFETCH]).
-            for j in end..<min(length, end &+ Self.positionsPerBlock) where prefetching {
-                StreamPrefetch.lines(
-                    at: view.keys + (j &* latentBytes &+ Row.rowBytes(columns.lowerBound)),
-                    bytes: Row.rowBytes(columns.count))
-            }
-            var c = columns.lowerBound
+        let vectorEnd = rank & ~15
+        var first = positions.lowerBound
+        while first < positions.upperBound {
+            let end = min(positions.upperBound, first &+ Self.positionsPerBlock)
+            var c = 0
             while c < vectorEnd {
                 var h = heads.lowerBound
                 while h &+ 8 <= heads.upperBound {
                     Self.weightedTile(
-                        Row.self, scores + h &* rowCapacity, rowCapacity: rowCapacity, rows: view.keys,
-                        rowBytes: latentBytes, positions: first..<end, column: c, out: out(h, t),
-                        outStride: count &* rank
-                    )
+                        Row.self, weights + h &* rowCapacity, rowCapacity: rowCapacity, rows: view.keys,
+                        rowBytes: latentBytes, positions: first..<end, column: c, out: sums + h &* rank,
+                        outStride: rank)
                     h &+= 8
                 }
                 for g in h..<heads.upperBound {
-                    let weightsRow = scores + g &* rowCapacity
-                    let o = UnsafeMutableRawPointer(out(g, t))
+                    let weightsRow = weights + g &* rowCapacity
+                    let o = UnsafeMutableRawPointer(sums + g &* rank)
                     var acc = o.loadUnaligned(fromByteOffset: c &* 4, as: SIMD16<Float>.self)
                     for j in first..<end {
                         acc.addProduct(SIMD16(repeating: weightsRow[j]), Row.load16(view.keys + j &* latentBytes, c))
@@ -281,14 +386,14 @@ struct LatentAttentionKernel {
                 }
                 c &+= 16
             }
-            if vectorEnd < columns.upperBound {
+            if vectorEnd < rank {
                 for g in heads {
-                    let weightsRow = scores + g &* rowCapacity
-                    let o = out(g, t)
+                    let weightsRow = weights + g &* rowCapacity
+                    let o = sums + g &* rank
                     for j in first..<end {
                         let w = weightsRow[j]
                         let row = view.keys + j &* latentBytes
-                        for i in vectorEnd..<columns.upperBound { o[i] += w * Row.load1(row, i) }
+                        for i in vectorEnd..<rank { o[i] += w * Row.load1(row, i) }
                     }
                 }
             }
