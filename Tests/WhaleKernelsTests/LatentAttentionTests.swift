@@ -125,97 +125,125 @@ struct LatentAttentionTests {
 
     static func same(_ a: [Float], _ b: [Float]) -> Bool { a.map(\.bitPattern) == b.map(\.bitPattern) }
 
-    @Test(arguments: cases)
-    func equalsSoftmaxAttentionAndIsReproducible(_ c: Case) {
-        var values = Values(state: UInt64(c.heads * 1000 + c.rank + c.lengths.count))
-        let count = c.lengths.count
-        let ropeStride = c.heads * c.ropeDim  // rope queries: [T, heads, ropeDim]
-        let longest = c.lengths.max()!
-        // The cache rows each token reads, as the values attention sees (halves: exactly representable).
-        var latents = (0..<count).map { t in values.array(c.lengths[t] * c.rank) }
-        var ropeKeys = (0..<count).map { t in values.array(c.lengths[t] * c.ropeDim) }
-        switch c.precision {
-        case .f16:
-            latents = latents.map { $0.map(Self.halfRounded) }
-            ropeKeys = ropeKeys.map { $0.map(Self.halfRounded) }
-        case .q8_0:
-            latents = latents.map(Self.q8Rounded)
-            ropeKeys = ropeKeys.map(Self.q8Rounded)
-        case .f32: break
-        }
-        let latentQueries = values.array(c.heads * count * c.rank).map { $0 * 3 }
-        let ropeQueries = values.array(count * ropeStride).map { $0 * 3 }
-        let result = Self.run(
-            c, heads: c.heads, latents: latents, ropeKeys: ropeKeys, latentQueries: latentQueries,
-            ropeQueries: ropeQueries, lengths: c.lengths, threads: c.threads)
+    /// values[s ..< s + length] for each start s, one after another.
+    static func pieces(_ values: [Float], starts: [Int], length: Int) -> [Float] {
+        var joined: [Float] = []
+        for start in starts { joined += values[start..<(start + length)] }
+        return joined
+    }
 
-        // Softmax attention in double precision, one head and one token at a time.
+    /// One case's inputs: the cache rows each token reads (as the values attention sees) and the queries.
+    struct Inputs {
+        var latents: [[Float]]
+        var ropeKeys: [[Float]]
+        var latentQueries: [Float]
+        var ropeQueries: [Float]
+
+        init(_ c: Case) {
+            var values = Values(state: UInt64(c.heads * 1000 + c.rank + c.lengths.count))
+            let count = c.lengths.count
+            latents = (0..<count).map { t in values.array(c.lengths[t] * c.rank) }
+            ropeKeys = (0..<count).map { t in values.array(c.lengths[t] * c.ropeDim) }
+            switch c.precision {
+            case .f16:
+                latents = latents.map { $0.map(LatentAttentionTests.halfRounded) }
+                ropeKeys = ropeKeys.map { $0.map(LatentAttentionTests.halfRounded) }
+            case .q8_0:
+                latents = latents.map(LatentAttentionTests.q8Rounded)
+                ropeKeys = ropeKeys.map(LatentAttentionTests.q8Rounded)
+            case .f32: break
+            }
+            latentQueries = values.array(c.heads * count * c.rank).map { $0 * 3 }
+            ropeQueries = values.array(count * c.heads * c.ropeDim).map { $0 * 3 }
+        }
+    }
+
+    /// The largest differences of the kernel's outputs and weights from softmax attention in double
+    /// precision, one head and one token at a time.
+    static func worstDifferences(_ c: Case, _ inputs: Inputs, _ result: Result) -> (out: Double, weight: Double) {
+        let count = c.lengths.count
+        let longest = c.lengths.max()!
         var worstOut = 0.0
         var worstWeight = 0.0
         for t in 0..<count {
             let length = c.lengths[t]
+            let latents: [Float] = inputs.latents[t]
+            let ropeKeys: [Float] = inputs.ropeKeys[t]
             for h in 0..<c.heads {
                 let queryStart = (h * count + t) * c.rank
-                let ropeStart = t * ropeStride + h * c.ropeDim
-                var scores = (0..<length).map { j in
+                let ropeStart = (t * c.heads + h) * c.ropeDim
+                var scores = [Double](repeating: 0, count: length)
+                for j in 0..<length {
                     var dot = 0.0
                     for i in 0..<c.rank {
-                        dot += Double(latentQueries[queryStart + i]) * Double(latents[t][j * c.rank + i])
+                        dot += Double(inputs.latentQueries[queryStart + i]) * Double(latents[j * c.rank + i])
                     }
                     for i in 0..<c.ropeDim {
-                        dot += Double(ropeQueries[ropeStart + i]) * Double(ropeKeys[t][j * c.ropeDim + i])
+                        dot += Double(inputs.ropeQueries[ropeStart + i]) * Double(ropeKeys[j * c.ropeDim + i])
                     }
-                    return dot * Double(Self.scale)
+                    scores[j] = dot * Double(scale)
                 }
-                let largest = scores.max()!
+                let largest: Double = scores.max()!
                 scores = scores.map { Foundation.exp($0 - largest) }
-                let total = scores.reduce(0, +)
+                let total: Double = scores.reduce(0, +)
                 for j in 0..<length {
-                    let weight = scores[j] / total
-                    worstWeight = max(
-                        worstWeight, abs(Double(result.weights[(h * count + t) * longest + j]) - weight))
+                    let kernelWeight = Double(result.weights[(h * count + t) * longest + j])
+                    worstWeight = max(worstWeight, abs(kernelWeight - scores[j] / total))
                 }
                 for i in 0..<c.rank {
                     var sum = 0.0
-                    for j in 0..<length { sum += scores[j] / total * Double(latents[t][j * c.rank + i]) }
+                    for j in 0..<length { sum += scores[j] / total * Double(latents[j * c.rank + i]) }
                     worstOut = max(worstOut, abs(Double(result.out[queryStart + i]) - sum))
                 }
             }
         }
+        return (worstOut, worstWeight)
+    }
+
+    @Test(arguments: cases)
+    func equalsSoftmaxAttentionAndIsReproducible(_ c: Case) {
+        let inputs = Inputs(c)
+        let count = c.lengths.count
+        let ropeStride = c.heads * c.ropeDim  // rope queries: [T, heads, ropeDim]
+        let result = Self.run(
+            c, heads: c.heads, latents: inputs.latents, ropeKeys: inputs.ropeKeys,
+            latentQueries: inputs.latentQueries, ropeQueries: inputs.ropeQueries, lengths: c.lengths,
+            threads: c.threads)
+
         // Float32 sums over up to ~2,000 positions of values in [-1, 1].
-        #expect(worstOut < 2e-6, "max |Δ output| vs double-precision softmax attention = \(worstOut)")
-        #expect(worstWeight < 1e-6, "max |Δ weight| = \(worstWeight)")
+        let worst = Self.worstDifferences(c, inputs, result)
+        #expect(worst.out < 2e-6, "max |Δ output| vs double-precision softmax attention = \(worst.out)")
+        #expect(worst.weight < 1e-6, "max |Δ weight| = \(worst.weight)")
 
         // The same bits with another thread count.
         let otherThreads = Self.run(
-            c, heads: c.heads, latents: latents, ropeKeys: ropeKeys, latentQueries: latentQueries,
-            ropeQueries: ropeQueries, lengths: c.lengths, threads: c.threads == 1 ? 3 : 1)
+            c, heads: c.heads, latents: inputs.latents, ropeKeys: inputs.ropeKeys,
+            latentQueries: inputs.latentQueries, ropeQueries: inputs.ropeQueries, lengths: c.lengths,
+            threads: c.threads == 1 ? 3 : 1)
         #expect(Self.same(otherThreads.out, result.out), "the thread count changed the outputs")
         #expect(Self.same(otherThreads.weights, result.weights), "the thread count changed the weights")
 
         // The same bits for each token alone (decoding) as in the prompt, and for head 1 alone.
         for t in 0..<count where count > 1 {
+            let headStarts: [Int] = (0..<c.heads).map { h in (h * count + t) * c.rank }
             let alone = Self.run(
-                c, heads: c.heads, latents: [latents[t]], ropeKeys: [ropeKeys[t]],
-                latentQueries: (0..<c.heads).flatMap { h in latentQueries[((h * count + t) * c.rank)...].prefix(c.rank)
-                },
-                ropeQueries: Array(ropeQueries[(t * ropeStride)...].prefix(ropeStride)), lengths: [c.lengths[t]],
-                threads: c.threads)
-            let inPrompt = (0..<c.heads).flatMap { h in result.out[((h * count + t) * c.rank)...].prefix(c.rank) }
+                c, heads: c.heads, latents: [inputs.latents[t]], ropeKeys: [inputs.ropeKeys[t]],
+                latentQueries: Self.pieces(inputs.latentQueries, starts: headStarts, length: c.rank),
+                ropeQueries: Self.pieces(inputs.ropeQueries, starts: [t * ropeStride], length: ropeStride),
+                lengths: [c.lengths[t]], threads: c.threads)
+            let inPrompt = Self.pieces(result.out, starts: headStarts, length: c.rank)
             #expect(Self.same(alone.out, inPrompt), "token \(t) alone differs from token \(t) in the prompt")
         }
         if c.heads > 1 {
             let h = 1
+            let tokenStarts: [Int] = (0..<count).map { t in t * ropeStride + h * c.ropeDim }
             let single = Self.run(
-                c, heads: 1, latents: latents, ropeKeys: ropeKeys,
-                latentQueries: Array(latentQueries[(h * count * c.rank)...].prefix(count * c.rank)),
-                ropeQueries: (0..<count).flatMap { t in
-                    ropeQueries[(t * ropeStride + h * c.ropeDim)...].prefix(c.ropeDim)
-                },
+                c, heads: 1, latents: inputs.latents, ropeKeys: inputs.ropeKeys,
+                latentQueries: Self.pieces(inputs.latentQueries, starts: [h * count * c.rank], length: count * c.rank),
+                ropeQueries: Self.pieces(inputs.ropeQueries, starts: tokenStarts, length: c.ropeDim),
                 lengths: c.lengths, threads: c.threads)
-            #expect(
-                Self.same(single.out, Array(result.out[(h * count * c.rank)...].prefix(count * c.rank))),
-                "head 1 alone differs from head 1 among \(c.heads)")
+            let amongOthers = Self.pieces(result.out, starts: [h * count * c.rank], length: count * c.rank)
+            #expect(Self.same(single.out, amongOthers), "head 1 alone differs from head 1 among \(c.heads)")
         }
         let allFinite = result.out.allSatisfy { $0.isFinite }
         #expect(allFinite)
