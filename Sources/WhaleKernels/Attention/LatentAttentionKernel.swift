@@ -113,8 +113,8 @@ struct LatentAttentionKernel {
                     Row.self, token: 0, chunk: c, positions: Self.positions(chunk: c, of: chunks, length: length),
                     heads: first..<end, scratch)
             }
-            pool.parallelFor(min(heads, pool.threadCount)) { part in
-                let parts = min(heads, pool.threadCount)
+            let parts = min(heads, pool.threadCount)
+            pool.parallelFor(parts) { part in
                 merge(
                     token: 0, chunks: chunks, heads: (part &* heads / parts)..<((part &+ 1) &* heads / parts), scratch)
             }
